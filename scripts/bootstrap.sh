@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the collection, its lab and its tests need on Debian 12: Debian packages and a
+# virtualenv in .venv with the Python dependencies. Idempotent: a second run only checks.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+debian_packages=(
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
+  dnsmasq-base iproute2 busybox-static cpio gcc libc6-dev python3-dev python3-venv iptables nftables
+  conntrack bridge-utils libxml2-utils util-linux kmod xz-utils zstd git
+)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # No init system here: keep package scripts from trying to start services.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "bootstrap: installing Python packages into .venv"
+  .venv/bin/pip install -q --upgrade pip wheel
+  .venv/bin/pip install -q -r requirements.txt
+  echo "$want" >"$stamp"
+fi
+
+# The collection is imported as ansible_collections.arctictern.virt by Ansible, pytest and the lab alike.
+mkdir -p .collections/ansible_collections/arctictern
+ln -sfn ../../.. .collections/ansible_collections/arctictern/virt
+echo "bootstrap: ready"
