@@ -1,0 +1,121 @@
+"""A libvirt daemon per lab hypervisor, inside that host's namespaces, with its own config, state and socket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from lab.namespaces import HostNamespaces
+from lab.topology import NS_DIR
+
+LIBVIRTD = "/usr/sbin/libvirtd"
+# Each host's private copy of these directories is bind-mounted over the real path inside its mount namespace.
+PRIVATE_DIRS = {
+    "etc": "/etc/libvirt",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+}
+UUID_NAMESPACE = uuid.UUID("5f0c2a7e-8d1e-4a53-9a57-3c1f0d6b2a10")
+
+
+def _setting(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[ %s ]" % ", ".join('"%s"' % item for item in value)
+    return '"%s"' % value
+
+
+def _write_conf(path, settings):
+    path.write_text("".join("%s = %s\n" % (key, _setting(value)) for key, value in settings.items()))
+
+
+class HypervisorDaemon:
+    def __init__(self, lab_host):
+        self.host = lab_host
+        self.namespaces = HostNamespaces("/run/netns/%s" % lab_host.netns, NS_DIR, lab_host.name)
+        self.log_file = lab_host.state_dir / "libvirtd.out"
+        self.pid_file = lab_host.state_dir / "run" / "libvirtd.pid"
+
+    def prepare(self):
+        """Private directories and configuration; idempotent (keeps a running daemon's state)."""
+        state = self.host.state_dir
+        for sub in PRIVATE_DIRS:
+            (state / sub).mkdir(parents=True, exist_ok=True)
+        etc = state / "etc"
+        if not (etc / "libvirtd.conf").exists():
+            shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True)
+            # Each lab host starts without libvirt's 'default' NAT network: the playbooks say what networks exist.
+            shutil.rmtree(etc / "qemu" / "networks", ignore_errors=True)
+            (etc / "qemu" / "networks" / "autostart").mkdir(parents=True)
+        _write_conf(etc / "libvirtd.conf", {
+            "host_uuid": str(uuid.uuid5(UUID_NAMESPACE, self.host.name)),
+            # Lab only: peers migrate over plain TCP on the migration link. Production uses qemu+ssh or qemu+tls.
+            "listen_tls": False,
+            "listen_tcp": True,
+            "listen_addr": self.host.link_address,
+            "auth_tcp": "none",
+            "log_outputs": "3:file:/var/log/libvirt/libvirtd.log",
+        })
+        _write_conf(etc / "qemu.conf", {
+            "user": "root",
+            "group": "root",
+            "dynamic_ownership": False,
+            "remember_owner": False,
+            "security_driver": "none",
+            # Two daemons on one machine must not fight over the cgroup tree, nor need virtlogd.
+            "cgroup_controllers": [],
+            "stdio_handler": "file",
+            "namespaces": [],
+            "migration_address": self.host.link_address,
+            "migration_host": self.host.link_address,
+        })
+        if not self.namespaces.exists():
+            self.namespaces.create({state / sub: target for sub, target in PRIVATE_DIRS.items()})
+
+    def pid(self):
+        """The running daemon's PID, or None (a killed daemon may linger as a zombie: that counts as not running)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            status = Path("/proc/%d/status" % pid).read_text()
+        except (OSError, ValueError):
+            return None
+        state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
+        return None if state in ("Z", "X") else pid
+
+    def start(self, timeout=30):
+        if self.pid():
+            return False
+        self.pid_file.unlink(missing_ok=True)
+        with open(self.log_file, "ab") as log:
+            subprocess.Popen(  # pylint: disable=subprocess-popen-preexec-fn,consider-using-with
+                [LIBVIRTD, "--listen", "--pid-file", "/run/libvirt/libvirtd.pid"],
+                preexec_fn=self.namespaces.enter, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid() and self.host.socket.exists():
+                return True
+            time.sleep(0.1)
+        raise RuntimeError("libvirtd of %s did not come up; see %s" % (self.host.name, self.log_file))
+
+    def stop(self, timeout=15):
+        pid = self.pid()
+        if not pid:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.pid() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.pid():
+            os.kill(pid, signal.SIGKILL)
+        return True

@@ -1,0 +1,171 @@
+"""Bring the lab up, idempotently, and tear it down. Everything lives in namespaces the lab creates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
+
+from lab.daemon import HypervisorDaemon
+from lab.image import ensure_image
+from lab.namespaces import make_private_mount, umount, is_mountpoint
+from lab.topology import HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX, NS_DIR, STATE_DIR, SWITCH
+
+STATE_FILE = STATE_DIR / "lab.json"
+SWITCH_NETNS = NETNS_PREFIX + SWITCH
+KVM_PROBE_SECONDS = 30
+
+
+def _ensure_netns(name):
+    if name not in netlink.netns_names():
+        netlink.create_netns(name)
+    with netlink.open_ipr(name) as ipr:
+        netlink.set_up(ipr, "lo")
+
+
+def _cable(host_ns, ifname, peer_ns, peer_ifname, address=None, prefix=None):
+    """A veth between two namespaces; the address is set only when the cable is new, because playbooks may move
+    it afterwards (host_bridge moves eth0's address onto a bridge)."""
+    with netlink.open_ipr(host_ns) as ipr:
+        if netlink.link_exists(ipr, ifname):
+            return
+        netlink.create_veth_pair(ipr, ifname, peer_ifname, peer_netns=peer_ns)
+        if address:
+            netlink.add_address(ipr, ifname, "%s/%d" % (address, prefix))
+        netlink.set_up(ipr, ifname)
+    with netlink.open_ipr(peer_ns) as peer:
+        if peer_ns == SWITCH_NETNS:
+            netlink.set_master(peer, peer_ifname, SWITCH)
+        netlink.set_up(peer, peer_ifname)
+
+
+def build_network():
+    """Namespaces and cables: every host on the LAN switch, the hypervisors joined by a migration link."""
+    for name in [SWITCH_NETNS] + [host.netns for host in HOSTS]:
+        _ensure_netns(name)
+    with netlink.open_ipr(SWITCH_NETNS) as switch:
+        if not netlink.link_exists(switch, SWITCH):
+            netlink.create_bridge(switch, SWITCH)
+        netlink.set_up(switch, SWITCH)
+    for host in HOSTS:
+        _cable(host.netns, "eth0", SWITCH_NETNS, "p-" + host.name, host.lan_address, LAN_PREFIX)
+    first, second = HYPERVISORS
+    _cable(first.netns, "mig0", second.netns, "mig0")
+    for hypervisor in HYPERVISORS:
+        with netlink.open_ipr(hypervisor.netns) as ipr:
+            wanted = "%s/%d" % (hypervisor.link_address, LINK_PREFIX)
+            if wanted not in netlink.addresses(ipr, "mig0"):
+                netlink.add_address(ipr, "mig0", wanted)
+
+
+def probe_virt_type(image):
+    """'kvm' if a guest of the lab's own image boots under KVM here, else 'qemu' (TCG).
+
+    /dev/kvm may exist and still not boot a stock kernel (a PVM hypervisor does that), so look, don't assume."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "qemu"
+    argv = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "128", "-nographic", "-nodefaults",
+            "-serial", "stdio", "-no-reboot", "-nic", "none", "-kernel", str(image.kernel),
+            "-initrd", str(image.initrd), "-append", image.cmdline("kvm-probe", ip="127.0.0.2/8")]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as qemu:
+        deadline = time.monotonic() + KVM_PROBE_SECONDS
+        booted = False
+        try:
+            os.set_blocking(qemu.stdout.fileno(), False)
+            output = b""
+            while time.monotonic() < deadline and qemu.poll() is None and not booted:
+                output += qemu.stdout.read() or b""
+                booted = b"ARCTICTERN-AGENT-READY" in output
+                time.sleep(0.2)
+        finally:
+            qemu.kill()
+    return "kvm" if booted else "qemu"
+
+
+def up(log=print):
+    started = time.monotonic()
+    image = ensure_image(log)
+    make_private_mount(NS_DIR)
+    build_network()
+    for hypervisor in HYPERVISORS:
+        daemon = HypervisorDaemon(hypervisor)
+        daemon.prepare()
+        if daemon.start():
+            log("started libvirtd of %s (pid %s)" % (hypervisor.name, daemon.pid()))
+    previous = read_state() or {}
+    virt_type = previous.get("virt_type") or probe_virt_type(image)
+    state = {
+        "virt_type": virt_type,
+        "image": {"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_release": image.kernel_release},
+        "hosts": {host.name: _describe(host) for host in HOSTS},
+    }
+    STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
+    log("lab up in %.1fs: %s, guests run under %s" % (
+        time.monotonic() - started, ", ".join(host.name for host in HOSTS),
+        "KVM" if virt_type == "kvm" else "QEMU TCG (no usable KVM here)"))
+    return state
+
+
+def _describe(host):
+    daemon = HypervisorDaemon(host) if host.is_hypervisor else None
+    ns_files = daemon.namespaces if daemon else None
+    return {
+        "netns": host.netns,
+        "lan_address": host.lan_address,
+        "link_address": host.link_address,
+        "uri": host.uri if daemon else None,
+        "migration_uri": host.migration_uri if daemon else None,
+        "daemon_pid": daemon.pid() if daemon else None,
+        # Runs a program inside the host: for hypervisors in its network, mount and UTS namespaces.
+        "enter": ns_files.nsenter_argv() if daemon else ["nsenter", "--net=/run/netns/%s" % host.netns, "--"],
+    }
+
+
+def read_state():
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _lab_pids():
+    """Processes inside any lab network namespace (daemons, QEMU, dnsmasq), found by namespace inode."""
+    inodes = set()
+    for name in netlink.netns_names():
+        if name.startswith(NETNS_PREFIX):
+            inodes.add(os.stat("/run/netns/%s" % name).st_ino)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino in inodes:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def down(log=print):
+    for hypervisor in HYPERVISORS:
+        HypervisorDaemon(hypervisor).stop()
+    pids = _lab_pids()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for hypervisor in HYPERVISORS:
+        HypervisorDaemon(hypervisor).namespaces.remove()
+    for name in netlink.netns_names():
+        if name.startswith(NETNS_PREFIX):
+            netlink.remove_netns(name)
+    if is_mountpoint(NS_DIR):
+        umount(NS_DIR)
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    log("lab down (%d processes stopped)" % len(pids))

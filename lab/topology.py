@@ -1,0 +1,59 @@
+"""What the lab is made of: names and addresses, in one place (playbooks read them through inventories/lab)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# 198.18.0.0/15 is reserved for network benchmarking (RFC 2544): it is never routed, and the lab routes nothing out.
+STATE_DIR = Path("/run/arctictern-lab")
+NS_DIR = STATE_DIR / "ns"
+NETNS_PREFIX = "atv-"
+SWITCH = "lan"              # the namespace and bridge that form the shared guest LAN
+LAN_PREFIX = 24
+LINK_PREFIX = 24
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    lan_address: str
+    link_address: str | None = None   # the migration link; hypervisors only
+
+    @property
+    def netns(self):
+        return NETNS_PREFIX + self.name
+
+    @property
+    def is_hypervisor(self):
+        return self.link_address is not None
+
+    @property
+    def state_dir(self):
+        return STATE_DIR / "hosts" / self.name
+
+    @property
+    def socket(self):
+        """The daemon's unix socket as seen from the root namespace."""
+        return self.state_dir / "run" / "libvirt-sock"
+
+    @property
+    def uri(self):
+        return "qemu+unix:///system?socket=%s" % self.socket
+
+    @property
+    def migration_uri(self):
+        """How the other hypervisors' daemons reach this one (peer-to-peer, over the migration link)."""
+        return "qemu+tcp://%s/system" % self.link_address
+
+
+HOSTS = (
+    LabHost("hv1", lan_address="198.18.0.11", link_address="198.18.1.1"),
+    LabHost("hv2", lan_address="198.18.0.12", link_address="198.18.1.2"),
+    LabHost("client", lan_address="198.18.0.100"),
+)
+HYPERVISORS = tuple(host for host in HOSTS if host.is_hypervisor)
+
+
+def host(name):
+    return next(candidate for candidate in HOSTS if candidate.name == name)
