@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from lab.namespaces import make_private_mount, umount, is_mountpoint
 from lab.topology import HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX, NS_DIR, STATE_DIR, SWITCH
 
 STATE_FILE = STATE_DIR / "lab.json"
+BIN_DIR = STATE_DIR / "bin"
 SWITCH_NETNS = NETNS_PREFIX + SWITCH
 KVM_PROBE_SECONDS = 30
 
@@ -112,9 +115,19 @@ def up(log=print):
     return state
 
 
+def _write_interpreter(host, enter):
+    """A Python interpreter that runs inside the host: Ansible's ansible_python_interpreter for it."""
+    BIN_DIR.mkdir(parents=True, exist_ok=True)
+    path = BIN_DIR / ("%s-python" % host.name)
+    path.write_text("#!/bin/sh\nexec %s %s \"$@\"\n" % (shlex.join(enter), shlex.quote(sys.executable)))
+    path.chmod(0o755)
+    return str(path)
+
+
 def _describe(host):
     daemon = HypervisorDaemon(host) if host.is_hypervisor else None
-    ns_files = daemon.namespaces if daemon else None
+    # Hypervisors: the host's network, mount and UTS namespaces; other hosts have only a network namespace.
+    enter = daemon.namespaces.nsenter_argv() if daemon else ["nsenter", "--net=/run/netns/%s" % host.netns, "--"]
     return {
         "netns": host.netns,
         "lan_address": host.lan_address,
@@ -122,8 +135,8 @@ def _describe(host):
         "uri": host.uri if daemon else None,
         "migration_uri": host.migration_uri if daemon else None,
         "daemon_pid": daemon.pid() if daemon else None,
-        # Runs a program inside the host: for hypervisors in its network, mount and UTS namespaces.
-        "enter": ns_files.nsenter_argv() if daemon else ["nsenter", "--net=/run/netns/%s" % host.netns, "--"],
+        "enter": enter,
+        "python": _write_interpreter(host, enter),
     }
 
 
