@@ -109,7 +109,9 @@ def unique_name():
     return "t-" + uuid.uuid4().hex[:8]
 
 
-_ADDRESSES = iter(range(130, 250))
+# Guest addresses on the lab LAN; ATV_TEST_ADDRESSES=FIRST-LAST gives concurrent test runs disjoint ranges.
+_FIRST, _LAST = (int(part) for part in os.environ.get("ATV_TEST_ADDRESSES", "130-249").split("-"))
+_ADDRESSES = iter(range(_FIRST, _LAST + 1))
 
 
 class Guests:
