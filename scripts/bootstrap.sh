@@ -8,7 +8,7 @@ cd "$root"
 debian_packages=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
   dnsmasq-base iproute2 busybox-static cpio gcc libc6-dev python3-dev python3-venv iptables nftables
-  conntrack bridge-utils libxml2-utils util-linux kmod xz-utils zstd git
+  conntrack bridge-utils libxml2-utils util-linux kmod xz-utils zstd git shellcheck
 )
 missing=()
 for pkg in "${debian_packages[@]}"; do
@@ -31,8 +31,8 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "bootstrap: installing Python packages into .venv"
-  .venv/bin/pip install -q --upgrade pip wheel
-  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q --upgrade pip wheel 2> >(grep -v "is ignored" >&2)
+  .venv/bin/pip install -q -r requirements.txt 2> >(grep -v "is ignored" >&2)
   echo "$want" >"$stamp"
 fi
 
