@@ -16,8 +16,8 @@ from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as
 
 from lab.daemon import HypervisorDaemon
 from lab.image import ensure_image
-from lab.namespaces import make_private_mount, umount, is_mountpoint
-from lab.topology import HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX, NS_DIR, STATE_DIR, SWITCH
+from lab.namespaces import CLONE_NEWNET, is_mountpoint, make_private_mount, setns, umount
+from lab.topology import CLIENT_ROUTES, HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX, NS_DIR, STATE_DIR, SWITCH
 
 STATE_FILE = STATE_DIR / "lab.json"
 BIN_DIR = STATE_DIR / "bin"
@@ -65,6 +65,20 @@ def build_network():
             wanted = "%s/%d" % (hypervisor.link_address, LINK_PREFIX)
             if wanted not in netlink.addresses(ipr, "mig0"):
                 netlink.add_address(ipr, "mig0", wanted)
+        _enable_forwarding(hypervisor.netns)
+    with netlink.open_ipr(NETNS_PREFIX + "client") as client:
+        for subnet, gateway in CLIENT_ROUTES.items():
+            netlink.replace_route(client, subnet, gateway=gateway)
+
+
+def _enable_forwarding(netns):
+    """Hypervisors route, as virtualization hosts do; sysctls are per network namespace."""
+    subprocess.run(["true"], preexec_fn=lambda: _write_sysctl(netns), check=True)  # pylint: disable=subprocess-popen-preexec-fn
+
+
+def _write_sysctl(netns):
+    setns("/run/netns/%s" % netns, CLONE_NEWNET)
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
 
 
 def probe_virt_type(image):

@@ -53,6 +53,10 @@ HOSTS = (
     LabHost("client", lan_address="198.18.0.100"),
 )
 HYPERVISORS = tuple(host for host in HOSTS if host.is_hypervisor)
+# The LAN's router knowledge: the client routes the hypervisors' NAT (hv1) and host-only (hv2) subnets of
+# playbooks/site.yml through their hosts, so that a host-only guest is unreachable because libvirt isolates it,
+# not merely because no route leads there.
+CLIENT_ROUTES = {"198.18.100.0/24": "198.18.0.11", "198.18.200.0/24": "198.18.0.12"}
 
 
 def host(name):

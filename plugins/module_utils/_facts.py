@@ -1,0 +1,172 @@
+# Copyright: (c) 2026, arctictern.virt developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Describing live guests and hypervisors as plain data, for guest_info and the inventory plugin."""
+
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
+
+# Namespace of the collection's own data in a domain's <metadata>; the guest module records the static
+# addresses it configured there as <atv:guest><atv:address nic="MAC">ip/prefix</atv:address></atv:guest>.
+METADATA_NS = "https://arctictern.dev/virt/1"
+
+# Where guest addresses can come from; the order given by the caller is the order of preference.
+ADDRESS_SOURCES = ("metadata", "lease", "arp", "agent")
+DEFAULT_ADDRESS_SOURCES = ("metadata", "lease", "arp")
+
+# libvirt states in which a domain has no running process, so nothing can report its addresses.
+_INACTIVE_STATES = ("shutoff",)
+
+
+def _text(element, path):
+    found = element.find(path)
+    return found.text if found is not None else None
+
+
+def _kib_to_mib(text):
+    # libvirt always writes memory sizes in KiB in the XML it returns.
+    return int(text) // 1024 if text else None
+
+
+def _attr(element, path, name):
+    found = element.find(path)
+    return found.get(name) if found is not None else None
+
+
+def _nic(interface):
+    source = interface.find("source")
+    source = {} if source is None else source.attrib
+    return {
+        "mac": (_attr(interface, "mac", "address") or "").lower() or None,
+        "type": interface.get("type"),
+        # A network NIC also names its bridge once running: the network is what the user chose.
+        "source": source.get("network") or source.get("bridge") or source.get("dev"),
+        "model": _attr(interface, "model", "type"),
+        "target": _attr(interface, "target", "dev"),
+        "addresses": [],
+    }
+
+
+def _add_address(nic, address):
+    """Add ``address`` (ip or ip/prefix) to the NIC unless it is unusable to reach the guest or known already."""
+    try:
+        interface = ipaddress.ip_interface(address)
+    except ValueError:
+        return  # metadata edited by hand or a source reporting garbage: addresses are best effort
+    # Loopback and link-local addresses (the guest agent reports them) cannot reach the guest from outside.
+    if interface.ip.is_loopback or interface.ip.is_link_local:
+        return
+    text = interface.with_prefixlen
+    if text not in nic["addresses"]:
+        nic["addresses"].append(text)
+
+
+def metadata_addresses(root):
+    """``[(mac, address), ...]`` recorded under the collection's namespace in the domain XML ``root``."""
+    found = []
+    for guest in root.findall("metadata/{%s}guest" % METADATA_NS):
+        for address in guest.findall("{%s}address" % METADATA_NS):
+            if address.get("nic") and address.text:
+                found.append((address.get("nic").lower(), address.text.strip()))
+    return found
+
+
+def _reported_addresses(domain, source):
+    """What libvirt's ``source`` knows of the guest's interfaces; empty where that source is unavailable."""
+    flag = getattr(_libvirt.libvirt, "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_%s" % source.upper())
+    try:
+        return domain.interfaceAddresses(flag) or {}
+    except _libvirt.libvirt.libvirtError:
+        # No DHCP lease, no ARP entry yet, no guest agent: normal, and another source may know better.
+        return {}
+
+
+def _collect_addresses(domain, root, nics, sources, live):
+    by_mac = {nic["mac"]: nic for nic in nics if nic["mac"]}
+    by_target = {nic["target"]: nic for nic in nics if nic["target"]}
+    for source in dict.fromkeys(sources):  # asking a source twice would only repeat its answer
+        if source == "metadata":
+            for mac, address in metadata_addresses(root):
+                if mac in by_mac:
+                    _add_address(by_mac[mac], address)
+        elif live:
+            for ifname, interface in _reported_addresses(domain, source).items():
+                nic = by_mac.get((interface.get("hwaddr") or "").lower()) or by_target.get(ifname)
+                for address in (interface.get("addrs") or []) if nic else []:
+                    _add_address(nic, "%s/%s" % (address["addr"], address["prefix"]))
+
+
+def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):
+    """A guest as plain data: identity, state, size, NICs with their addresses.
+
+    ``sources`` are address sources from ADDRESS_SOURCES, most trusted first. Raises NotFound when the
+    domain disappeared meanwhile (destroyed, or migrated away).
+    """
+    try:
+        xml = domain.XMLDesc(0)
+    except _libvirt.libvirt.libvirtError as error:
+        if _libvirt.is_error(error, "VIR_ERR_NO_DOMAIN"):
+            raise NotFound("guest disappeared while being read: %s" % _libvirt.error_message(error)) from None
+        raise VirtError("reading definition of guest '%s': %s" % (domain.name(), _libvirt.error_message(error))) from None
+    root = ET.fromstring(xml)
+    name = _text(root, "name")
+    state = _libvirt.domain_state(domain)
+    vcpu = root.find("vcpu")
+    nics = [_nic(interface) for interface in root.findall("devices/interface")]
+    _collect_addresses(domain, root, nics, sources, state not in _INACTIVE_STATES)
+    guest = {
+        "name": name,
+        "uuid": _text(root, "uuid"),
+        "state": state,
+        "memory_mib": _kib_to_mib(_text(root, "currentMemory") or _text(root, "memory")),
+        "max_memory_mib": _kib_to_mib(_text(root, "memory")),
+        "vcpus": int(vcpu.get("current") or vcpu.text) if vcpu is not None else None,
+        "virt_type": root.get("type"),
+        "autostart": bool(_libvirt.call("reading autostart of guest '%s'" % name, domain.autostart)),
+        "persistent": bool(_libvirt.call("reading persistence of guest '%s'" % name, domain.isPersistent)),
+        "nics": nics,
+        "addresses": list(dict.fromkeys(address.split("/")[0] for nic in nics for address in nic["addresses"])),
+    }
+    if include_xml:
+        guest["xml"] = xml
+    return guest
+
+
+def describe_guests(conn, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, active_only=False):
+    """Every guest of the connection (only running ones with ``active_only``), sorted by name."""
+    flags = _libvirt.libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if active_only else 0
+    guests = []
+    for domain in _libvirt.call("listing guests", conn.listAllDomains, flags):
+        try:
+            guests.append(describe_guest(domain, sources, include_xml))
+        except NotFound:
+            continue  # gone between listing and reading: it is no longer a guest of this host
+    return sorted(guests, key=lambda guest: guest["name"])
+
+
+def _version(number):
+    """libvirt's packed version number (major * 1000000 + minor * 1000 + micro) as text."""
+    return "%d.%d.%d" % (number // 1000000, number // 1000 % 1000, number % 1000)
+
+
+def describe_host(conn):
+    """The hypervisor as plain data: identity, versions, capacity and the virt types it can run."""
+    arch, memory_mib, cpus = _libvirt.call("reading host information", conn.getInfo)[:3]
+    capabilities = ET.fromstring(_libvirt.call("reading host capabilities", conn.getCapabilities))
+    return {
+        "hostname": _libvirt.call("reading host name", conn.getHostname),
+        "uri": _libvirt.call("reading connection URI", conn.getURI),
+        "hypervisor": _libvirt.call("reading hypervisor type", conn.getType),
+        "hypervisor_version": _version(_libvirt.call("reading hypervisor version", conn.getVersion)),
+        "libvirt_version": _version(_libvirt.call("reading libvirt version", conn.getLibVersion)),
+        "arch": arch,
+        "cpus": cpus,
+        "memory_mib": memory_mib,
+        "free_memory_mib": _libvirt.call("reading free memory", conn.getFreeMemory) // (1024 * 1024),
+        "virt_types": sorted({domain.get("type") for domain in capabilities.findall("guest/arch/domain") if domain.get("type")}),
+        "os_types": sorted({os_type.text for os_type in capabilities.findall("guest/os_type") if os_type.text}),
+    }

@@ -1,0 +1,261 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, arctictern.virt developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: guest_info
+short_description: Describe the guests of a libvirt hypervisor and the hypervisor itself
+version_added: 0.1.0
+author:
+  - arctictern.virt developers (@arctictern)
+description:
+  - Lists the guests (libvirt domains) of a hypervisor with their state, size, network interfaces and
+    the addresses known for them, and describes the hypervisor (versions, memory, CPUs, virt types).
+  - Addresses are best effort and come from the sources in O(address_sources), most trusted first.
+  - Never changes anything.
+options:
+  name:
+    description:
+      - Describe only the guest of this name. The module fails when the hypervisor has no guest of that name.
+      - Without it, every guest of the hypervisor is described.
+    type: str
+  state:
+    description:
+      - Describe only guests in one of these states.
+      - Without it, guests in any state are described.
+    type: list
+    elements: str
+    choices: [running, blocked, paused, shutdown, shutoff, crashed, pmsuspended, nostate]
+  include_xml:
+    description:
+      - Also return each guest's libvirt XML definition (without secrets such as VNC passwords).
+    type: bool
+    default: false
+  address_sources:
+    description:
+      - Where to look for the guests' IP addresses, most trusted first; addresses are merged in that order.
+      - V(metadata) reads the static addresses that M(arctictern.virt.guest) records in the guest's metadata.
+      - V(lease) reads the DHCP leases of libvirt networks (NAT or isolated networks).
+      - V(arp) reads the hypervisor's ARP table, which knows bridged guests the hypervisor has talked to.
+      - V(agent) asks the QEMU guest agent inside the guest; it can take seconds when the agent does not answer.
+      - A source that knows nothing about a guest is skipped silently.
+    type: list
+    elements: str
+    choices: [metadata, lease, arp, agent]
+    default: [metadata, lease, arp]
+extends_documentation_fragment:
+  - arctictern.virt.libvirt
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Reads only; there is nothing to compare.
+notes:
+  - Loopback and link-local addresses are never reported, since they cannot reach the guest from outside.
+seealso:
+  - module: arctictern.virt.guest
+"""
+
+EXAMPLES = r"""
+- name: Describe every guest of the local hypervisor
+  arctictern.virt.guest_info:
+  register: fleet
+
+- name: Print the address of each running guest
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.addresses | first | default('no address known') }}"
+  loop: "{{ fleet.guests | selectattr('state', 'equalto', 'running') }}"
+  loop_control:
+    label: "{{ item.name }}"
+
+- name: Describe one guest on a remote hypervisor, asking its guest agent too
+  arctictern.virt.guest_info:
+    uri: qemu+ssh://root@hv2.example.com/system
+    name: web1
+    address_sources: [metadata, lease, arp, agent]
+  register: web1
+
+- name: Keep the definitions of the stopped guests
+  arctictern.virt.guest_info:
+    state: [shutoff]
+    include_xml: true
+  register: stopped
+"""
+
+RETURN = r"""
+guests:
+  description: The guests described, sorted by name.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the guest.
+      type: str
+      sample: web1
+    uuid:
+      description: UUID of the guest.
+      type: str
+      sample: 0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40
+    state:
+      description: State of the guest.
+      type: str
+      sample: running
+    memory_mib:
+      description: Current memory of the guest in MiB.
+      type: int
+      sample: 1024
+    max_memory_mib:
+      description: Maximum memory of the guest in MiB.
+      type: int
+      sample: 2048
+    vcpus:
+      description: Number of virtual CPUs in use.
+      type: int
+      sample: 2
+    virt_type:
+      description: libvirt domain type, for example C(kvm), C(qemu) or C(xen).
+      type: str
+      sample: kvm
+    autostart:
+      description: Whether the guest starts when the hypervisor boots.
+      type: bool
+      sample: true
+    persistent:
+      description: Whether the guest has a persistent definition (a transient guest vanishes when it stops).
+      type: bool
+      sample: true
+    nics:
+      description: The guest's network interfaces, in definition order.
+      type: list
+      elements: dict
+      contains:
+        mac:
+          description: MAC address, lower case.
+          type: str
+          sample: "52:54:00:12:34:56"
+        type:
+          description: libvirt interface type, for example C(network), C(bridge) or C(direct).
+          type: str
+          sample: network
+        source:
+          description: The libvirt network, host bridge or host device the interface is attached to.
+          type: str
+          sample: default
+        model:
+          description: Device model, for example C(virtio).
+          type: str
+          sample: virtio
+        target:
+          description: Host side device of the interface (for example C(vnet3)) while the guest runs; null otherwise.
+          type: str
+          sample: vnet3
+        addresses:
+          description: Addresses known for this interface, with their prefix length, most trusted source first.
+          type: list
+          elements: str
+          sample: ["198.18.0.21/24"]
+    addresses:
+      description: Every address known for the guest, without prefix length, first interface and most trusted source first.
+      type: list
+      elements: str
+      sample: ["198.18.0.21"]
+    xml:
+      description: The libvirt XML definition of the guest.
+      type: str
+      returned: when O(include_xml=true)
+host:
+  description: The hypervisor the module talked to.
+  returned: success
+  type: dict
+  contains:
+    hostname:
+      description: Host name of the hypervisor.
+      type: str
+      sample: hv1
+    uri:
+      description: libvirt URI of the connection.
+      type: str
+      sample: qemu:///system
+    hypervisor:
+      description: Hypervisor type as libvirt names it.
+      type: str
+      sample: QEMU
+    hypervisor_version:
+      description: Version of the hypervisor.
+      type: str
+      sample: 7.2.0
+    libvirt_version:
+      description: Version of the libvirt daemon.
+      type: str
+      sample: 9.0.0
+    arch:
+      description: CPU architecture of the hypervisor.
+      type: str
+      sample: x86_64
+    cpus:
+      description: Number of active CPUs of the hypervisor.
+      type: int
+      sample: 16
+    memory_mib:
+      description: Memory of the hypervisor in MiB.
+      type: int
+      sample: 64000
+    free_memory_mib:
+      description: Free memory of the hypervisor in MiB.
+      type: int
+      sample: 31000
+    virt_types:
+      description: libvirt domain types the hypervisor can run, for example C(kvm) and C(qemu).
+      type: list
+      elements: str
+      sample: [kvm, qemu]
+    os_types:
+      description: Guest OS types the hypervisor can run, for example C(hvm) or C(xen).
+      type: list
+      elements: str
+      sample: [hvm]
+"""
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _facts, _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
+from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
+
+
+def gather(module):
+    params = module.params
+    sources = params["address_sources"]
+    with _libvirt.connection(params["uri"], params["connect_timeout"]) as conn:
+        if params["name"] is None:
+            guests = _facts.describe_guests(conn, sources, params["include_xml"])
+        else:
+            domain = _libvirt.lookup_domain(conn, params["name"])
+            if domain is None:
+                raise InvalidOption("name", "no guest named '%s' on %s" % (params["name"], params["uri"]))
+            guests = [_facts.describe_guest(domain, sources, params["include_xml"])]
+        host = _facts.describe_host(conn)
+    if params["state"]:
+        guests = [guest for guest in guests if guest["state"] in params["state"]]
+    return {"guests": guests, "host": host}
+
+
+def main():
+    module = ArcticternModule(
+        argument_spec=dict(
+            name=dict(type="str"),
+            state=dict(type="list", elements="str", choices=["running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"]),
+            include_xml=dict(type="bool", default=False),
+            address_sources=dict(type="list", elements="str", choices=list(_facts.ADDRESS_SOURCES), default=list(_facts.DEFAULT_ADDRESS_SOURCES)),
+        ),
+        required_libs=_libvirt.REQUIRED_LIBS,
+        supports_check_mode=True,
+    )
+    module.run(gather)
+
+
+if __name__ == "__main__":
+    main()
