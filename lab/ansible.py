@@ -1,0 +1,77 @@
+"""Runs the collection's modules and playbooks over the lab inventory, and probes from inside lab hosts, the way
+users do: through Ansible's own command-line tools. Shared by the integration tests and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lab import lab as lab_control
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def ansible_env():
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "PATH": "%s:%s" % (VENV_BIN, env.get("PATH", "")),
+        "PYTHONPATH": "%s:%s" % (ROOT / ".collections", ROOT),
+    })
+    return env
+
+
+class Ansible:
+    """Runs collection modules and playbooks over the lab inventory."""
+
+    def module(self, host, module, check=False, diff=False, **args):
+        """One module call on one lab host; returns Ansible's result dict (with 'failed' on failure)."""
+        with tempfile.TemporaryDirectory() as tree:
+            argv = [str(VENV_BIN / "ansible"), host, "-i", str(ROOT / "inventories" / "lab"),
+                    "-m", module if "." in module else "arctictern.virt." + module,
+                    "-a", json.dumps(args), "--tree", tree]
+            argv += ["--check"] if check else []
+            argv += ["--diff"] if diff else []
+            proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=600,
+                                  check=False)
+            result_file = Path(tree) / host
+            if not result_file.exists():
+                raise AssertionError("no result from %s: %s\n%s" % (module, proc.stdout, proc.stderr))
+            result = json.loads(result_file.read_text())
+        result["_stdout"] = proc.stdout
+        return result
+
+    def ok(self, host, module, **kwargs):
+        """A module call that must succeed."""
+        result = self.module(host, module, **kwargs)
+        assert not result.get("failed"), result.get("msg", result)
+        return result
+
+    def playbook(self, playbook, extra_vars=None, check=False):
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab"), str(playbook)]
+        argv += ["-e", json.dumps(extra_vars)] if extra_vars else []
+        argv += ["--check"] if check else []
+        return subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800,
+                              check=False)
+
+
+def run_in(host, *argv, timeout=120):
+    """Run a program of the project (python -m ...) inside a lab host's namespaces."""
+    state = lab_control.read_state()
+    return subprocess.run([state["hosts"][host]["python"], *argv], cwd=ROOT, env=ansible_env(), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def client_http(address, host="client", port=80, path="/", wait=0.0):
+    """What the guest's agent answers to a request from a lab host (the client by default)."""
+    proc = run_in(host, "-m", "lab.client", "http", address, "--port", str(port), "--path", path,
+                  "--wait", str(wait), timeout=wait + 30)
+    return json.loads(proc.stdout)
