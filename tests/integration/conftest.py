@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from lab import lab as lab_control
-from lab.ansible import Ansible, client_http, run_in  # noqa: F401  (run_in is re-exported for the tests)
+from lab.ansible import Ansible, client_http, run_in  # noqa: F401  pylint: disable=unused-import  (re-exported for tests)
 
 
 @pytest.fixture(scope="session")
