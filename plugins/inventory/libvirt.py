@@ -75,12 +75,13 @@ keyed_groups:
   - key: libvirt_nics | map(attribute='model') | list
     prefix: model
 
+---
 # lab.libvirt.yaml: two daemons on private sockets of the same machine, only running guests, cached
 plugin: arctictern.virt.libvirt
 uris:
-  - uri: qemu+unix:///system?socket=/run/atv-hv1/libvirt-sock
+  - uri: qemu+unix:///system?socket=/run/arctictern-lab/hosts/hv1/run/libvirt-sock
     name: hv1
-  - uri: qemu+unix:///system?socket=/run/atv-hv2/libvirt-sock
+  - uri: qemu+unix:///system?socket=/run/arctictern-lab/hosts/hv2/run/libvirt-sock
     name: hv2
 include_inactive: false
 address_sources: [metadata, lease, arp, agent]
