@@ -1,0 +1,490 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, arctictern.virt developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: guest
+short_description: Define, start, stop and remove KVM, QEMU and Xen guests through libvirt
+version_added: 0.1.0
+author:
+  - arctictern.virt developers (@arctictern)
+description:
+  - Makes a libvirt guest (domain) match a declared definition and power state, on KVM, QEMU (TCG) or Xen hosts.
+  - Options that describe the definition are only needed to create or change the guest. An option left out keeps
+    what the defined guest has, so for an existing guest O(state=running) with only O(name) just starts it.
+  - What the task does not say is carried over from the defined guest, so a second run reports no change. The UUID
+    stays, NICs keep their MACs (matched by position and source) and disks and NICs keep their device addresses.
+  - A new NIC without O(nics[].mac) gets a MAC derived from the guest name and the NIC's position
+    (52:54:00:xx:xx:xx), so the same task gives the same MAC on any host.
+  - When the definition of a running guest changes, the new definition applies from the next boot and the module
+    returns RV(restart_needed=true).
+  - Devices the module does not manage (graphics, sound, CD-ROMs, other interface types) are left out when it
+    redefines a guest whose definition changed.
+options:
+  name:
+    description:
+      - Name of the guest.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) defines the guest, or updates its definition, and leaves it in the power state it is in.
+      - V(running) also starts it (or resumes it when paused). V(paused) runs it and then suspends it.
+      - V(shutdown) asks the guest to power off (ACPI) and waits O(shutdown_timeout) seconds for it.
+      - V(destroyed) powers the guest off at once, like pulling the plug; the definition stays.
+      - V(absent) powers the guest off and removes its definition with its managed save image, snapshot and
+        checkpoint metadata and NVRAM. Disk files are never deleted.
+      - A guest that does not exist can only be made V(running), V(paused), V(shutdown) or V(destroyed) when the
+        task also gives its definition.
+    type: str
+    choices: [present, running, shutdown, paused, destroyed, absent]
+    default: present
+  hypervisor:
+    description:
+      - Domain type of the guest.
+      - V(auto) keeps the type of a defined guest. For a new guest it is V(xen) when O(uri) is a Xen URI, else V(kvm)
+        when the host capabilities offer KVM for the host architecture, else V(qemu) (software emulation).
+    type: str
+    choices: [auto, kvm, qemu, xen]
+    default: auto
+  memory:
+    description:
+      - Memory of the guest in MiB.
+      - A new guest gets 256 when this is left out.
+    type: int
+  vcpus:
+    description:
+      - Number of virtual CPUs.
+      - A new guest gets 1 when this is left out.
+    type: int
+  cpu_model:
+    description:
+      - CPU model the guest sees, for example V(Skylake-Server), or one of the modes V(host-model),
+        V(host-passthrough) and V(maximum).
+      - A new guest gets V(host-model) on KVM, V(qemu64) on QEMU and no CPU element on Xen. An empty string sets
+        that default again.
+    type: str
+  machine:
+    description:
+      - Machine type, for example V(q35) or V(pc). An alias is compared as the versioned machine libvirt stores.
+      - Left out, libvirt picks its default for a new guest and a defined guest keeps its machine.
+    type: str
+  kernel:
+    description:
+      - Kernel to boot directly, a path on the hypervisor. Without it the guest boots from its first disk.
+      - An empty string removes direct kernel boot from a defined guest.
+      - A Xen PV guest needs it.
+    type: path
+  initrd:
+    description:
+      - Initial ramdisk for O(kernel). An empty string removes it.
+    type: path
+  cmdline:
+    description:
+      - Kernel command line for O(kernel). An empty string removes it.
+    type: str
+  disks:
+    description:
+      - The guest's disks, in order. This list replaces the defined disks; leave it out to keep them.
+      - The module never deletes disk files.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description:
+          - Image file or block device (under C(/dev/)) on the hypervisor.
+        type: path
+        required: true
+      base_image:
+        description:
+          - When O(disks[].path) does not exist, create it as a qcow2 copy-on-write overlay on this image with
+            C(qemu-img) on the host that runs the module. Nothing is created in check mode.
+          - An existing O(disks[].path) is used as it is.
+        type: path
+      base_format:
+        description:
+          - Format of O(disks[].base_image). Left out, C(qemu-img info) detects it.
+        type: str
+        choices: [qcow2, raw]
+      format:
+        description:
+          - Format of the image at O(disks[].path).
+        type: str
+        choices: [qcow2, raw]
+        default: qcow2
+      target:
+        description:
+          - Device name in the guest, for example V(vda), V(vdb), V(xvda) or V(sda).
+          - Left out, the first free name of the bus is used (V(vda), V(vdb), ... on virtio; V(xvda), ... on xen).
+        type: str
+      bus:
+        description:
+          - Disk bus. Defaults to V(virtio) on KVM and QEMU and to V(xen) on Xen. A Xen PV guest only has V(xen).
+        type: str
+        choices: [virtio, xen, sata, scsi, ide]
+      readonly:
+        description:
+          - Attach the disk read-only.
+        type: bool
+        default: false
+  nics:
+    description:
+      - The guest's network interfaces, in order. This list replaces the defined interfaces; leave it out to keep
+        them.
+      - Each needs exactly one of O(nics[].network) and O(nics[].bridge).
+    type: list
+    elements: dict
+    suboptions:
+      network:
+        description:
+          - Name of a libvirt network. The module fails, changing nothing, when the host has no such network.
+        type: str
+      bridge:
+        description:
+          - Name of a host bridge.
+        type: str
+      mac:
+        description:
+          - Unicast MAC address. Left out, a NIC keeps the MAC it has, and a new NIC gets one derived from the
+            guest name and its position.
+        type: str
+      model:
+        description:
+          - NIC model, for example V(virtio) or V(e1000).
+          - Defaults to V(virtio) on KVM and QEMU; on Xen it is left out, so that libxl gives the guest a
+            paravirtual NIC.
+        type: str
+  serial_log:
+    description:
+      - File on the hypervisor that receives the output of the guest's serial console (the Xen console for a Xen
+        PV guest). An empty string stops the logging.
+    type: path
+  autostart:
+    description:
+      - Whether the guest starts when the host boots. Left out, the setting is not changed.
+    type: bool
+  xen_mode:
+    description:
+      - How a Xen guest runs. V(pv) is paravirtualized and boots O(kernel); V(hvm) is fully virtualized.
+      - V(auto) keeps the mode of a defined Xen guest; a new one is V(pv) when O(kernel) is given, else V(hvm).
+      - Only V(auto) can be used with KVM and QEMU guests.
+    type: str
+    choices: [auto, pv, hvm]
+    default: auto
+  shutdown_timeout:
+    description:
+      - Seconds to wait for the guest to power off after the ACPI request of O(state=shutdown).
+    type: int
+    default: 60
+  force:
+    description:
+      - When the guest is still running after O(shutdown_timeout), power it off (V(true)) or fail saying that it
+        still runs (V(false)).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - arctictern.virt.libvirt
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows the managed part of the guest definition as libvirt XML, before and after.
+  platform:
+    platforms: posix
+notes:
+  - Disks with O(disks[].base_image) are created on the host that runs the module, so run it on the hypervisor
+    when O(uri) points to a remote host.
+seealso:
+  - name: libvirt domain XML format
+    description: The definition the module writes.
+    link: https://libvirt.org/formatdomain.html
+"""
+
+EXAMPLES = r"""
+- name: A KVM guest booting a kernel, on the default network, started
+  arctictern.virt.guest:
+    name: web1
+    state: running
+    memory: 512
+    vcpus: 2
+    kernel: /var/lib/arctictern/images/vmlinuz
+    initrd: /var/lib/arctictern/images/initrd.img
+    cmdline: console=ttyS0 root=/dev/vda
+    disks:
+      - path: /var/lib/libvirt/images/web1.qcow2
+        base_image: /var/lib/libvirt/images/debian-12.qcow2
+    nics:
+      - network: default
+    serial_log: /var/log/arctictern/web1.log
+    autostart: true
+  register: web1
+
+- name: Start an existing guest, whatever its definition
+  arctictern.virt.guest:
+    name: web1
+    state: running
+
+- name: A Xen HVM guest on a host bridge with a fixed MAC
+  arctictern.virt.guest:
+    uri: xen:///system
+    name: legacy1
+    xen_mode: hvm
+    disks:
+      - path: /dev/vg0/legacy1
+        format: raw
+    nics:
+      - bridge: xenbr0
+        mac: "00:16:3e:12:34:56"
+
+- name: Power off gracefully, pulling the plug after two minutes
+  arctictern.virt.guest:
+    name: web1
+    state: shutdown
+    shutdown_timeout: 120
+    force: true
+
+- name: Remove the guest; its disk files stay
+  arctictern.virt.guest:
+    name: web1
+    state: absent
+"""
+
+RETURN = r"""
+guest:
+  description:
+    - The guest as it is after the task (as it would be, in check mode).
+    - After O(state=absent) only RV(guest.name) and RV(guest.state) are set.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Name of the guest.
+      type: str
+      sample: web1
+    uuid:
+      description: UUID of the guest; null for a guest that check mode did not create.
+      type: str
+      sample: 9d1c2a3e-7f5b-4c1e-8a6d-0f2b3c4d5e6f
+    state:
+      description: Power state, one of V(running), V(paused), V(shutoff), V(shutdown), V(crashed),
+        V(pmsuspended), V(blocked), V(nostate), or V(absent) for a removed guest.
+      type: str
+      sample: running
+    memory:
+      description: Memory in MiB.
+      type: int
+      sample: 512
+    vcpus:
+      description: Number of virtual CPUs.
+      type: int
+      sample: 2
+    virt_type:
+      description: Domain type, V(kvm), V(qemu) or V(xen).
+      type: str
+      sample: kvm
+    autostart:
+      description: Whether the guest starts with the host.
+      type: bool
+      sample: true
+    nics:
+      description: The managed NICs, in order; each has C(network) or C(bridge).
+      type: list
+      elements: dict
+      sample: [{"mac": "52:54:00:3c:91:0e", "network": "default", "model": "virtio"}]
+restart_needed:
+  description: The guest is running and its definition changed; the change applies from its next boot.
+  returned: always
+  type: bool
+  sample: false
+changes:
+  description: Options whose defined value changed (or would change, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [memory, nics]
+xml:
+  description: The guest's defined XML (in check mode, the XML that would be defined).
+  returned: unless O(state=absent)
+  type: str
+"""
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
+from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import (
+    REQUIRED_LIBS, call, connection, domain_state, lookup_domain, lookup_network,
+)
+from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", default="present", choices=["present", "running", "shutdown", "paused", "destroyed", "absent"]),
+    hypervisor=dict(type="str", default="auto", choices=["auto"] + list(domains.VIRT_TYPES)),
+    memory=dict(type="int"),
+    vcpus=dict(type="int"),
+    cpu_model=dict(type="str"),
+    machine=dict(type="str"),
+    kernel=dict(type="path"),
+    initrd=dict(type="path"),
+    cmdline=dict(type="str"),
+    disks=dict(type="list", elements="dict", options=dict(
+        path=dict(type="path", required=True),
+        base_image=dict(type="path"),
+        base_format=dict(type="str", choices=list(domains.DISK_FORMATS)),
+        format=dict(type="str", default="qcow2", choices=list(domains.DISK_FORMATS)),
+        target=dict(type="str"),
+        bus=dict(type="str", choices=list(domains.DISK_BUSES)),
+        readonly=dict(type="bool", default=False),
+    )),
+    nics=dict(type="list", elements="dict", options=dict(
+        network=dict(type="str"),
+        bridge=dict(type="str"),
+        mac=dict(type="str"),
+        model=dict(type="str"),
+    )),
+    serial_log=dict(type="path"),
+    autostart=dict(type="bool"),
+    xen_mode=dict(type="str", default="auto", choices=["auto"] + list(domains.XEN_MODES)),
+    shutdown_timeout=dict(type="int", default=60),
+    force=dict(type="bool", default=False),
+)
+
+
+def _check_networks(conn, params, spec):
+    """Fail before changing anything when a NIC names a network the host does not have."""
+    if params["nics"] is None:
+        return
+    for index, nic in enumerate(spec.nics):
+        if nic.source_type == "network" and lookup_network(conn, nic.source) is None:
+            raise InvalidOption("nics[%d].network" % index, "there is no libvirt network '%s' at %s" % (nic.source, params["uri"]))
+
+
+def _ensure_definition(module, conn, domain, current, result):
+    """Define or update the guest when the task describes it; returns (domain, desired spec or None)."""
+    params = module.params
+    if domain is not None and not domains.definition_requested(params):
+        return domain, None
+    caps = domains.host_capabilities(conn)
+    virt_type = domains.resolve_virt_type(conn, caps, params["hypervisor"], current)
+    desired = domains.complete_from_host(domains.spec_from_options(params, virt_type, current), caps)
+    _check_networks(conn, params, desired)
+    overlays = domains.missing_overlays(desired)
+    diff = domains.diff_specs(current, desired)
+    result["changes"] = diff.changes
+    if module._diff and diff.changed:
+        result["diff"] = diff.for_ansible(desired.name)
+    if not (diff.changed or overlays):
+        return domain, desired
+    result["changed"] = True
+    if module.check_mode:
+        return domain, desired
+    created = domains.create_overlays(module, overlays)
+    if not diff.changed:
+        return domain, desired
+    try:
+        return domains.define(conn, desired), desired
+    except Exception:
+        domains.remove_files(created)
+        raise
+
+
+def _ensure_autostart(module, domain, result):
+    wanted = module.params["autostart"]
+    current = bool(call("reading autostart", domain.autostart)) if domain is not None else False
+    if wanted is None or wanted == current:
+        return current
+    result["changed"] = True
+    if not module.check_mode:
+        call("setting autostart of guest '%s'" % domain.name(), domain.setAutostart, int(wanted))
+    return wanted
+
+
+def _ensure_power(module, domain, state, result):
+    """Bring the guest to ``state``; returns the resulting power state (predicted in check mode)."""
+    now = domain_state(domain) if domain is not None else "shutoff"
+    active = domains.is_active(domain) if domain is not None else False
+    if state == "present":
+        return now
+    if state == "paused" and now == "paused":
+        return now
+    if state in ("running", "paused"):
+        if now in ("paused", "pmsuspended") or not active:
+            result["changed"] = True
+            if not module.check_mode:
+                domains.start(domain)
+            now = "running"
+        if state == "paused" and now != "paused":
+            result["changed"] = True
+            if not module.check_mode:
+                call("pausing guest '%s'" % domain.name(), domain.suspend)
+            now = "paused"
+        return now
+    if not active:
+        return now
+    result["changed"] = True
+    if module.check_mode:
+        return "shutoff"
+    if state == "destroyed":
+        domains.destroy(domain)
+    elif domains.shutdown(domain, module.params["shutdown_timeout"], module.params["force"]) == "destroyed":
+        module.warn("guest '%s' did not shut down within %s seconds and was powered off (force: true)"
+                    % (domain.name(), module.params["shutdown_timeout"]))
+    return domain_state(domain)
+
+
+def _remove(module, domain, name, result):
+    result["guest"] = dict(name=name, state="absent")
+    if domain is None:
+        return result
+    result["changed"] = True
+    persistent = bool(call("reading guest '%s'" % name, domain.isPersistent))
+    if module._diff and persistent:
+        result["diff"] = dict(before=domains.render_xml(domains.spec_from_xml(domains.inactive_xml(domain))), after="",
+                              before_header="guest %s (defined)" % name, after_header="guest %s (removed)" % name)
+    if not module.check_mode:
+        domains.destroy(domain)
+        # A transient guest is gone once it is off.
+        if persistent:
+            domains.undefine(domain)
+    return result
+
+
+def ensure_guest(module):
+    params = module.params
+    name = domains.check_name(params["name"])
+    state = params["state"]
+    if params["shutdown_timeout"] < 0:
+        raise InvalidOption("shutdown_timeout", "must be 0 or more seconds")
+    result = dict(changed=False, restart_needed=False, changes=[])
+    with connection(params["uri"], params["connect_timeout"]) as conn:
+        domain = lookup_domain(conn, name)
+        if state == "absent":
+            return _remove(module, domain, name, result)
+        if domain is None and not domains.definition_requested(params):
+            domains.require_guest(domain, name, state)
+        current = domains.spec_from_xml(domains.inactive_xml(domain)) if domain is not None else None
+        was_active = domains.is_active(domain) if domain is not None else False
+        domain, desired = _ensure_definition(module, conn, domain, current, result)
+        autostart = _ensure_autostart(module, domain, result)
+        power = _ensure_power(module, domain, state, result)
+        result["restart_needed"] = bool(result["changes"]) and was_active and power not in ("shutoff", "crashed")
+        if domain is not None and not (module.check_mode and result["changes"]):
+            result["xml"] = domains.inactive_xml(domain)
+            final = domains.spec_from_xml(result["xml"])
+        else:
+            result["xml"] = domains.render_xml(desired)
+            final = desired
+        result["guest"] = domains.describe(final, power, autostart)
+    return result
+
+
+def main():
+    module = ArcticternModule(ARGUMENT_SPEC, required_libs=REQUIRED_LIBS, supports_check_mode=True)
+    module.run(ensure_guest)
+
+
+if __name__ == "__main__":
+    main()

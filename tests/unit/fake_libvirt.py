@@ -1,0 +1,578 @@
+# Copyright: (c) 2026, arctictern.virt developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An in-memory fake of the libvirt API for unit tests (fixtures in conftest.py).
+
+It keeps every object's XML and state and behaves like libvirtd where modules care: lookups raise libvirtError
+with the real error codes, operations in the wrong state fail, defineXML fills in what libvirt fills in (UUID,
+MACs, PCI addresses, versioned machine), and a running guest keeps its live XML while its persistent definition
+changes. Tests import the classes and capability documents from here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid as uuidlib
+import xml.etree.ElementTree as ET
+
+import libvirt
+
+KVM_CAPABILITIES = """<capabilities>
+  <host>
+    <uuid>6c1c6d4e-3f0a-4b8e-9a52-2f4c1a0d9b11</uuid>
+    <cpu><arch>x86_64</arch><model>Skylake-Client-IBRS</model></cpu>
+  </host>
+  <guest>
+    <os_type>hvm</os_type>
+    <arch name='x86_64'>
+      <wordsize>64</wordsize>
+      <emulator>/usr/bin/qemu-system-x86_64</emulator>
+      <machine maxCpus='255'>pc-i440fx-7.2</machine>
+      <machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>
+      <machine maxCpus='288'>pc-q35-7.2</machine>
+      <machine canonical='pc-q35-7.2' maxCpus='288'>q35</machine>
+      <domain type='qemu'/>
+      <domain type='kvm'/>
+    </arch>
+  </guest>
+  <guest>
+    <os_type>hvm</os_type>
+    <arch name='i686'>
+      <wordsize>32</wordsize>
+      <emulator>/usr/bin/qemu-system-i386</emulator>
+      <machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>
+      <domain type='qemu'/>
+      <domain type='kvm'/>
+    </arch>
+  </guest>
+</capabilities>
+"""
+
+# A host without /dev/kvm: only TCG for x86_64 (the i686 entry offering kvm must not count).
+QEMU_CAPABILITIES = KVM_CAPABILITIES.replace("      <domain type='kvm'/>\n    </arch>\n  </guest>\n  <guest>",
+                                             "    </arch>\n  </guest>\n  <guest>", 1)
+
+XEN_CAPABILITIES = """<capabilities>
+  <host>
+    <cpu><arch>x86_64</arch></cpu>
+  </host>
+  <guest>
+    <os_type>xen</os_type>
+    <arch name='x86_64'>
+      <wordsize>64</wordsize>
+      <emulator>/usr/lib/xen-4.17/bin/qemu-system-i386</emulator>
+      <machine>xenpv</machine>
+      <domain type='xen'/>
+    </arch>
+  </guest>
+  <guest>
+    <os_type>hvm</os_type>
+    <arch name='x86_64'>
+      <wordsize>64</wordsize>
+      <emulator>/usr/lib/xen-4.17/bin/qemu-system-i386</emulator>
+      <loader>/usr/lib/xen-4.17/boot/hvmloader</loader>
+      <machine>xenfv</machine>
+      <domain type='xen'/>
+    </arch>
+  </guest>
+</capabilities>
+"""
+
+STATE_CODES = {
+    "nostate": libvirt.VIR_DOMAIN_NOSTATE,
+    "running": libvirt.VIR_DOMAIN_RUNNING,
+    "blocked": libvirt.VIR_DOMAIN_BLOCKED,
+    "paused": libvirt.VIR_DOMAIN_PAUSED,
+    "shutdown": libvirt.VIR_DOMAIN_SHUTDOWN,
+    "shutoff": libvirt.VIR_DOMAIN_SHUTOFF,
+    "crashed": libvirt.VIR_DOMAIN_CRASHED,
+    "pmsuspended": libvirt.VIR_DOMAIN_PMSUSPENDED,
+}
+ACTIVE = ("running", "blocked", "paused", "shutdown", "pmsuspended")
+
+
+def libvirt_error(code, message):
+    """A libvirtError carrying ``code`` (a VIR_ERR_* value or its name) as libvirt would raise it."""
+    if isinstance(code, str):
+        code = getattr(libvirt, code)
+    libvirt.virResetLastError()
+    error = libvirt.libvirtError(message)
+    error.err = (code, libvirt.VIR_FROM_NONE, message, libvirt.VIR_ERR_ERROR, None, None, None, 0, 0)
+    return error
+
+
+class _Faulty:
+    """``obj.fail_on["method"] = libvirt_error(...)`` (or a message) makes the next calls of that method raise."""
+
+    def __init__(self):
+        self.fail_on = {}
+        self.calls = []
+
+    def _enter(self, method, *args):
+        self.calls.append((method,) + args)
+        error = self.fail_on.get(method)
+        if error is not None:
+            raise error if isinstance(error, libvirt.libvirtError) else libvirt_error("VIR_ERR_INTERNAL_ERROR", error)
+
+    def called(self, method):
+        """How often ``method`` was called."""
+        return sum(1 for call in self.calls if call[0] == method)
+
+
+class FakeDomain(_Faulty):
+    """A guest. ``state`` is a word (running, shutoff, ...); ``shutdown_after`` says how many state polls an
+    ACPI shutdown takes (0: at once, None: the guest ignores it)."""
+
+    def __init__(self, conn, xml, state="shutoff", persistent=True, autostart=False):
+        super().__init__()
+        self.conn = conn
+        self.xml = xml
+        self.live_xml = None
+        self.persistent = persistent
+        self._autostart = autostart
+        self._state = "shutoff"
+        self.reason = 0
+        self.shutdown_after = 0
+        self._shutdown_countdown = None
+        self.id = -1
+        self.undefined_with = None
+        self._set_state(state)
+
+    # identity ---------------------------------------------------------------------------------------------
+    def _root(self):
+        return ET.fromstring(self.xml)
+
+    def name(self):
+        return self._root().findtext("name")
+
+    def UUIDString(self):  # noqa: N802 - libvirt's name
+        return self._root().findtext("uuid")
+
+    def UUID(self):  # noqa: N802
+        return uuidlib.UUID(self.UUIDString()).bytes
+
+    def ID(self):  # noqa: N802
+        return self.id
+
+    def OSType(self):  # noqa: N802
+        return self._root().findtext("os/type")
+
+    # state ------------------------------------------------------------------------------------------------
+    def _set_state(self, state):
+        was_active = self._state in ACTIVE
+        self._state = state
+        if state in ACTIVE and not was_active:
+            self.id = next(self.conn.ids)
+            self.live_xml = self.xml
+        elif state not in ACTIVE:
+            self.id = -1
+            self.live_xml = None
+            self._shutdown_countdown = None
+            if not self.persistent:
+                self.conn.domains.pop(self.name(), None)
+
+    def _poll(self):
+        if self._shutdown_countdown is not None and self._state in ACTIVE:
+            if self._shutdown_countdown <= 0:
+                self._set_state("shutoff")
+            else:
+                self._shutdown_countdown -= 1
+
+    def current_state(self):
+        """The state word, after letting a pending shutdown progress."""
+        self._poll()
+        return self._state
+
+    def state(self, flags=0):
+        self._enter("state", flags)
+        return [STATE_CODES[self.current_state()], self.reason]
+
+    def info(self):
+        self._enter("info")
+        root = ET.fromstring(self.live_xml or self.xml)
+        memory = int(root.findtext("memory"))
+        return [STATE_CODES[self.current_state()], memory, memory, int(root.findtext("vcpu")), 0]
+
+    def isActive(self):  # noqa: N802
+        self._enter("isActive")
+        return int(self.current_state() in ACTIVE)
+
+    def isPersistent(self):  # noqa: N802
+        self._enter("isPersistent")
+        return int(self.persistent)
+
+    def XMLDesc(self, flags=0):  # noqa: N802
+        self._enter("XMLDesc", flags)
+        if self.live_xml is not None and not flags & libvirt.VIR_DOMAIN_XML_INACTIVE:
+            return self.live_xml
+        return self.xml
+
+    def autostart(self):
+        self._enter("autostart")
+        return int(self._autostart)
+
+    def setAutostart(self, flag):  # noqa: N802
+        self._enter("setAutostart", flag)
+        if not self.persistent:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "cannot set autostart for transient domain")
+        self._autostart = bool(flag)
+        return 0
+
+    def _require(self, active, message):
+        if (self.current_state() in ACTIVE) != active:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: %s" % message)
+
+    def create(self):
+        return self.createWithFlags(0)
+
+    def createWithFlags(self, flags=0):  # noqa: N802
+        self._enter("create", flags)
+        self._require(False, "domain is already running")
+        self._set_state("running")
+        return 0
+
+    def shutdown(self):
+        return self.shutdownFlags(0)
+
+    def shutdownFlags(self, flags=0):  # noqa: N802
+        self._enter("shutdown", flags)
+        self._require(True, "domain is not running")
+        if self.shutdown_after is not None and self._shutdown_countdown is None:
+            self._shutdown_countdown = self.shutdown_after
+        self._poll()
+        return 0
+
+    def destroy(self):
+        return self.destroyFlags(0)
+
+    def destroyFlags(self, flags=0):  # noqa: N802
+        self._enter("destroy", flags)
+        self._require(True, "domain is not running")
+        self._set_state("shutoff")
+        return 0
+
+    def suspend(self):
+        self._enter("suspend")
+        self._require(True, "domain is not running")
+        if self._state == "paused":
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: domain is already paused")
+        self._set_state("paused")
+        return 0
+
+    def resume(self):
+        self._enter("resume")
+        if self._state != "paused":
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: domain is not paused")
+        self._set_state("running")
+        return 0
+
+    def pmWakeup(self, flags=0):  # noqa: N802
+        self._enter("pmWakeup", flags)
+        if self._state != "pmsuspended":
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: domain is not suspended")
+        self._set_state("running")
+        return 0
+
+    def reboot(self, flags=0):
+        self._enter("reboot", flags)
+        self._require(True, "domain is not running")
+        self.live_xml = self.xml
+        return 0
+
+    def undefine(self):
+        return self.undefineFlags(0)
+
+    def undefineFlags(self, flags=0):  # noqa: N802
+        self._enter("undefine", flags)
+        if flags & ~self.conn.undefine_flags:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "unsupported flags (0x%x) in function undefineFlags" % (flags & ~self.conn.undefine_flags))
+        if not self.persistent:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "cannot undefine transient domain")
+        self.undefined_with = flags
+        if self.current_state() in ACTIVE:
+            self.persistent = False
+        else:
+            self.conn.domains.pop(self.name(), None)
+        return 0
+
+
+class FakeNetwork(_Faulty):
+    """A libvirt network."""
+
+    def __init__(self, conn, xml, active=True, persistent=True, autostart=False):
+        super().__init__()
+        self.conn = conn
+        self.xml = xml
+        self.active = active
+        self.persistent = persistent
+        self._autostart = autostart
+
+    def name(self):
+        return ET.fromstring(self.xml).findtext("name")
+
+    def UUIDString(self):  # noqa: N802
+        return ET.fromstring(self.xml).findtext("uuid")
+
+    def bridgeName(self):  # noqa: N802
+        self._enter("bridgeName")
+        bridge = ET.fromstring(self.xml).find("bridge")
+        if bridge is None or not bridge.get("name"):
+            raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "network '%s' does not have a bridge name." % self.name())
+        return bridge.get("name")
+
+    def XMLDesc(self, flags=0):  # noqa: N802
+        self._enter("XMLDesc", flags)
+        return self.xml
+
+    def isActive(self):  # noqa: N802
+        self._enter("isActive")
+        return int(self.active)
+
+    def isPersistent(self):  # noqa: N802
+        self._enter("isPersistent")
+        return int(self.persistent)
+
+    def autostart(self):
+        self._enter("autostart")
+        return int(self._autostart)
+
+    def setAutostart(self, flag):  # noqa: N802
+        self._enter("setAutostart", flag)
+        self._autostart = bool(flag)
+        return 0
+
+    def create(self):
+        self._enter("create")
+        if self.active:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: network is already active")
+        self.active = True
+        return 0
+
+    def destroy(self):
+        self._enter("destroy")
+        if not self.active:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: network is not active")
+        self.active = False
+        if not self.persistent:
+            self.conn.networks.pop(self.name(), None)
+        return 0
+
+    def undefine(self):
+        self._enter("undefine")
+        if self.active:
+            self.persistent = False
+        else:
+            self.conn.networks.pop(self.name(), None)
+        return 0
+
+
+class FakeConnection(_Faulty):
+    """One hypervisor: its domains and networks by name."""
+
+    def __init__(self, uri="qemu:///system", capabilities=KVM_CAPABILITIES, hostname="hv1"):
+        super().__init__()
+        self.uri = uri
+        self.capabilities = capabilities
+        self.hostname = hostname
+        self.domains = {}
+        self.networks = {}
+        self.ids = itertools.count(1)
+        self.closed = 0
+        self._macs = (("52:54:00:%02x:%02x:%02x" % (0xf0, i // 256 % 256, i % 256)) for i in itertools.count(1))
+        # Flags undefineFlags accepts; libxl takes MANAGED_SAVE only.
+        self.undefine_flags = (
+            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            if uri.startswith("xen")
+            else libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
+            | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+        )
+
+    # test helpers -----------------------------------------------------------------------------------------
+    def add_domain(self, xml, state="shutoff", autostart=False, persistent=True):
+        """Put a guest on the host as if defined earlier (``xml`` is normalized like defineXML does)."""
+        domain = FakeDomain(self, self._normalize(xml), persistent=persistent, autostart=autostart)
+        self.domains[domain.name()] = domain
+        domain._set_state(state)
+        return domain
+
+    def add_network(self, name, bridge="virbr0", active=True, autostart=False, xml=None):
+        if xml is None:
+            root = ET.Element("network")
+            ET.SubElement(root, "name").text = name
+            ET.SubElement(root, "uuid").text = str(uuidlib.uuid4())
+            ET.SubElement(root, "forward", mode="nat")
+            ET.SubElement(root, "bridge", name=bridge)
+            xml = ET.tostring(root, encoding="unicode")
+        network = FakeNetwork(self, xml, active=active, autostart=autostart)
+        self.networks[name] = network
+        return network
+
+    def _normalize(self, xml):
+        """What libvirtd adds to a definition it stores."""
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as error:
+            raise libvirt_error("VIR_ERR_XML_DETAIL", "XML error: %s" % error) from None
+        if not root.findtext("name"):
+            raise libvirt_error("VIR_ERR_NO_NAME", "missing name information")
+        if root.find("uuid") is None:
+            ET.SubElement(root, "uuid").text = str(uuidlib.uuid4())
+        os_type = root.find("os/type")
+        if os_type is not None:
+            caps = ET.fromstring(self.capabilities)
+            os_type.set("arch", caps.findtext("host/cpu/arch") or "x86_64")
+            machines = {m.text: m.get("canonical") or m.text for m in caps.iter("machine")}
+            default = next((m.get("canonical") for m in caps.iter("machine") if m.get("canonical")), None)
+            machine = machines.get(os_type.get("machine"), os_type.get("machine")) or default
+            if machine:
+                os_type.set("machine", machine)
+        slot = itertools.count(3)
+        for device in root.findall("devices/disk") + root.findall("devices/interface"):
+            if device.tag == "interface" and device.find("mac") is None:
+                ET.SubElement(device, "mac", address=next(self._macs))
+            if device.find("address") is None and root.get("type") != "xen":
+                ET.SubElement(device, "address", type="pci", domain="0x0000", bus="0x00", slot="0x%02x" % next(slot), function="0x0")
+        return ET.tostring(root, encoding="unicode")
+
+    # libvirt API ------------------------------------------------------------------------------------------
+    def getURI(self):  # noqa: N802
+        self._enter("getURI")
+        return self.uri
+
+    def getType(self):  # noqa: N802
+        return {"qemu": "QEMU", "xen": "Xen", "test": "TEST"}.get(self.uri.split(":")[0].split("+")[0], "QEMU")
+
+    def getHostname(self):  # noqa: N802
+        return self.hostname
+
+    def getCapabilities(self):  # noqa: N802
+        self._enter("getCapabilities")
+        return self.capabilities
+
+    def getLibVersion(self):  # noqa: N802
+        return 9000000
+
+    def getVersion(self):  # noqa: N802
+        return 7002000
+
+    def isAlive(self):  # noqa: N802
+        return 1
+
+    def close(self):
+        self.closed += 1
+        return 0
+
+    def lookupByName(self, name):  # noqa: N802
+        self._enter("lookupByName", name)
+        if name not in self.domains:
+            raise libvirt_error("VIR_ERR_NO_DOMAIN", "Domain not found: no domain with matching name '%s'" % name)
+        return self.domains[name]
+
+    def lookupByUUIDString(self, uuid):  # noqa: N802
+        self._enter("lookupByUUIDString", uuid)
+        for domain in self.domains.values():
+            if domain.UUIDString() == uuid:
+                return domain
+        raise libvirt_error("VIR_ERR_NO_DOMAIN", "Domain not found: no domain with matching uuid '%s'" % uuid)
+
+    def defineXML(self, xml):  # noqa: N802
+        return self.defineXMLFlags(xml, 0)
+
+    def defineXMLFlags(self, xml, flags=0):  # noqa: N802
+        self._enter("defineXML", xml, flags)
+        root = ET.fromstring(self._normalize(xml))
+        name, uuid = root.findtext("name"), root.findtext("uuid")
+        for other in self.domains.values():
+            if other.name() != name and other.UUIDString() == uuid:
+                raise libvirt_error("VIR_ERR_OPERATION_FAILED", "domain '%s' already exists with uuid %s" % (other.name(), uuid))
+        existing = self.domains.get(name)
+        if existing is not None:
+            if existing.UUIDString() != uuid:
+                raise libvirt_error("VIR_ERR_OPERATION_FAILED",
+                                    "operation failed: domain '%s' already exists with uuid %s" % (name, existing.UUIDString()))
+            existing.xml = ET.tostring(root, encoding="unicode")
+            existing.persistent = True
+            return existing
+        domain = FakeDomain(self, ET.tostring(root, encoding="unicode"))
+        self.domains[name] = domain
+        return domain
+
+    def createXML(self, xml, flags=0):  # noqa: N802
+        self._enter("createXML", xml, flags)
+        domain = FakeDomain(self, self._normalize(xml), persistent=False)
+        if domain.name() in self.domains:
+            raise libvirt_error("VIR_ERR_OPERATION_FAILED", "domain '%s' already exists" % domain.name())
+        self.domains[domain.name()] = domain
+        domain._set_state("running")
+        return domain
+
+    def listAllDomains(self, flags=0):  # noqa: N802
+        self._enter("listAllDomains", flags)
+        found = list(self.domains.values())
+        if flags & libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE:
+            found = [d for d in found if d.current_state() in ACTIVE]
+        if flags & libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE:
+            found = [d for d in found if d.current_state() not in ACTIVE]
+        return found
+
+    def listDomainsID(self):  # noqa: N802
+        return [d.id for d in self.domains.values() if d.current_state() in ACTIVE]
+
+    def listDefinedDomains(self):  # noqa: N802
+        return [d.name() for d in self.domains.values() if d.current_state() not in ACTIVE]
+
+    def networkLookupByName(self, name):  # noqa: N802
+        self._enter("networkLookupByName", name)
+        if name not in self.networks:
+            raise libvirt_error("VIR_ERR_NO_NETWORK", "Network not found: no network with matching name '%s'" % name)
+        return self.networks[name]
+
+    def networkDefineXML(self, xml):  # noqa: N802
+        self._enter("networkDefineXML", xml)
+        root = ET.fromstring(xml)
+        if root.find("uuid") is None:
+            ET.SubElement(root, "uuid").text = str(uuidlib.uuid4())
+        name = root.findtext("name")
+        existing = self.networks.get(name)
+        if existing is not None:
+            existing.xml = ET.tostring(root, encoding="unicode")
+            existing.persistent = True
+            return existing
+        network = FakeNetwork(self, ET.tostring(root, encoding="unicode"), active=False)
+        self.networks[name] = network
+        return network
+
+    def networkCreateXML(self, xml):  # noqa: N802
+        self._enter("networkCreateXML", xml)
+        network = FakeNetwork(self, xml, active=True, persistent=False)
+        self.networks[network.name()] = network
+        return network
+
+    def listAllNetworks(self, flags=0):  # noqa: N802
+        self._enter("listAllNetworks", flags)
+        return list(self.networks.values())
+
+    def listNetworks(self):  # noqa: N802
+        return [n.name() for n in self.networks.values() if n.active]
+
+    def listDefinedNetworks(self):  # noqa: N802
+        return [n.name() for n in self.networks.values() if not n.active]
+
+
+class FakeLibvirt:
+    """Fake hypervisors by URI; ``libvirt.open(uri)`` returns the one added for ``uri`` or fails like libvirt."""
+
+    def __init__(self):
+        self.connections = {}
+        self.opened = []
+
+    def add(self, uri="qemu:///system", capabilities=KVM_CAPABILITIES, hostname="hv1"):
+        conn = FakeConnection(uri, capabilities, hostname)
+        self.connections[uri] = conn
+        return conn
+
+    def open(self, uri=None):
+        self.opened.append(uri)
+        if uri not in self.connections:
+            raise libvirt_error("VIR_ERR_SYSTEM_ERROR", "Failed to connect socket to '%s': No such file or directory" % uri)
+        return self.connections[uri]

@@ -1,0 +1,390 @@
+# Copyright: (c) 2026, arctictern.virt developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guest module against the fake libvirt: states, idempotence, check mode, diff, bad input, stability."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+from ansible.module_utils import basic
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
+from ansible_collections.arctictern.virt.plugins.modules import guest
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES, XEN_CAPABILITIES
+from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
+
+HOSTILE = "evil<name>&\"'"
+
+
+@pytest.fixture
+def host(fake_conn):
+    fake_conn.add_network("default")
+    fake_conn.add_network("lab", bridge="virbr1")
+    return fake_conn
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    monkeypatch.setattr(domains, "time", Clock())
+
+
+def args(**overrides):
+    base = dict(name="web1", memory=512, vcpus=2, disks=[dict(path="/var/lib/libvirt/images/web1.qcow2")],
+                nics=[dict(network="default")])
+    base.update(overrides)
+    return base
+
+
+def defined_root(conn, name="web1"):
+    return ET.fromstring(conn.domains[name].XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+
+def fail(run_module, params, **kwargs):
+    with pytest.raises(AnsibleFailJson) as error:
+        run_module(guest.main, params, **kwargs)
+    return error.value.result
+
+
+# --- create and idempotence ----------------------------------------------------------------------------------
+
+def test_create_running_then_nothing_to_do(host, run_module):
+    result = run_module(guest.main, args(state="running"))
+    assert result["changed"] is True and result["restart_needed"] is False
+    domain = host.domains["web1"]
+    assert domain.current_state() == "running"
+    info = result["guest"]
+    assert (info["name"], info["state"], info["memory"], info["vcpus"], info["virt_type"]) == ("web1", "running", 512, 2, "kvm")
+    assert info["uuid"] == domain.UUIDString()
+    assert info["nics"] == [{"mac": domains.stable_mac("web1", 0), "network": "default", "model": "virtio"}]
+    assert result["xml"] == domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+    again = run_module(guest.main, args(state="running"))
+    assert again["changed"] is False and again["changes"] == [] and again["restart_needed"] is False
+    assert host.called("defineXML") == 1 and domain.called("create") == 1
+    assert again["guest"] == info
+
+
+@pytest.mark.parametrize("uri, caps, extra, virt_type", [
+    ("qemu:///system", None, {}, "kvm"),
+    ("qemu:///system", QEMU_CAPABILITIES, {}, "qemu"),
+    ("xen:///system", XEN_CAPABILITIES, {"kernel": "/boot/vmlinuz", "nics": [dict(bridge="xenbr0")]}, "xen"),
+    ("xen:///system", XEN_CAPABILITIES, {"nics": [dict(bridge="xenbr0")], "machine": "xenfv"}, "xen"),
+])
+def test_hypervisor_auto_detection_and_idempotence(fake_libvirt, run_module, uri, caps, extra, virt_type):
+    conn = fake_libvirt.add(uri, **({"capabilities": caps} if caps else {}))
+    conn.add_network("default")
+    params = args(uri=uri, **extra)
+    result = run_module(guest.main, params)
+    assert result["changed"] and result["guest"]["virt_type"] == virt_type
+    root = ET.fromstring(conn.domains["web1"].xml)
+    assert root.get("type") == virt_type
+    if virt_type == "qemu":
+        assert root.findtext("cpu/model") == "qemu64"
+    if virt_type == "kvm":
+        assert root.find("cpu").get("mode") == "host-model"
+    if uri.startswith("xen"):
+        assert root.findtext("os/type") == ("linux" if "kernel" in extra else "hvm")
+        assert [t.get("dev") for t in root.iter("target") if t.get("dev")] == ["xvda"]
+    assert run_module(guest.main, params)["changed"] is False
+
+
+def test_check_mode_creates_nothing_but_reports(host, run_module):
+    result = run_module(guest.main, args(state="running", autostart=True), check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert not host.domains and host.called("defineXML") == 0
+    assert result["guest"]["state"] == "running" and result["guest"]["uuid"] is None
+    assert result["guest"]["nics"][0]["mac"] == domains.stable_mac("web1", 0)
+    assert result["diff"]["before"] == "" and "<name>web1</name>" in result["diff"]["after"]
+    assert result["xml"] == result["diff"]["after"]
+
+
+def test_second_host_gives_the_same_macs(fake_libvirt, run_module):
+    macs = []
+    for uri in ("qemu:///system", "qemu+ssh://root@hv2/system"):
+        conn = fake_libvirt.add(uri)
+        conn.add_network("default")
+        result = run_module(guest.main, args(uri=uri, nics=[dict(network="default"), dict(bridge="br0")]))
+        macs.append([nic["mac"] for nic in result["guest"]["nics"]])
+    assert macs[0] == macs[1] == [domains.stable_mac("web1", 0), domains.stable_mac("web1", 1)]
+
+
+# --- updates ----------------------------------------------------------------------------------------------------
+
+def test_update_running_guest_keeps_uuid_macs_addresses_and_asks_for_restart(host, run_module):
+    host.add_domain(domains.render_xml(domains.spec_from_options(args(nics=[dict(network="default", mac="52:54:00:0a:0b:0c")]), "kvm")),
+                    state="running")
+    domain = host.domains["web1"]
+    before = domains.spec_from_xml(domain.xml)
+    live = domain.XMLDesc(0)
+    result = run_module(guest.main, args(memory=1024, nics=[dict(network="default"), dict(network="lab")]), diff=True)
+    assert result["changed"] and result["restart_needed"] is True
+    assert result["changes"] == ["memory", "nics"]
+    after = domains.spec_from_xml(domain.xml)
+    assert after.uuid == before.uuid and after.memory_mib == 1024
+    assert after.nics[0].mac == "52:54:00:0a:0b:0c" and after.nics[0].address == before.nics[0].address
+    assert after.disks[0].address == before.disks[0].address
+    assert after.nics[1].mac == domains.stable_mac("web1", 1)
+    # The running guest is untouched until its next boot.
+    assert domain.XMLDesc(0) == live and domain.current_state() == "running"
+    assert "524288" in result["diff"]["before"] and "1048576" in result["diff"]["after"]
+    assert run_module(guest.main, args(memory=1024, nics=[dict(network="default"), dict(network="lab")]))["changed"] is False
+
+
+def test_update_of_a_stopped_guest_needs_no_restart(host, run_module):
+    run_module(guest.main, args())
+    result = run_module(guest.main, args(vcpus=4))
+    assert result["changed"] and result["changes"] == ["vcpus"] and result["restart_needed"] is False
+    assert defined_root(host).findtext("vcpu") == "4"
+
+
+def test_check_mode_update_changes_nothing(host, run_module):
+    run_module(guest.main, args())
+    xml = host.domains["web1"].xml
+    result = run_module(guest.main, args(memory=2048), check_mode=True, diff=True)
+    assert result["changed"] and result["changes"] == ["memory"]
+    assert host.domains["web1"].xml == xml and host.called("defineXML") == 1
+    assert result["guest"]["memory"] == 2048 and "2097152" in result["xml"]
+
+
+def test_only_name_starts_an_existing_guest_without_redefining(host, run_module):
+    run_module(guest.main, args(memory=2048))
+    xml = host.domains["web1"].xml
+    result = run_module(guest.main, dict(name="web1", state="running"))
+    assert result["changed"] and result["guest"]["state"] == "running" and result["guest"]["memory"] == 2048
+    assert host.domains["web1"].xml == xml and host.called("defineXML") == 1
+    assert host.called("getCapabilities") == 1
+
+
+def test_machine_alias_is_idempotent(host, run_module):
+    result = run_module(guest.main, args(machine="q35"))
+    assert defined_root(host).find("os/type").get("machine") == "pc-q35-7.2"
+    assert result["changed"]
+    assert run_module(guest.main, args(machine="q35"))["changed"] is False
+
+
+def test_hostile_name_round_trips(host, run_module):
+    result = run_module(guest.main, args(name=HOSTILE))
+    domain = host.domains[HOSTILE]
+    root = ET.fromstring(domain.xml)
+    assert [e.text for e in root.iter("name")] == [HOSTILE]
+    assert result["guest"]["name"] == HOSTILE
+    assert run_module(guest.main, args(name=HOSTILE))["changed"] is False
+
+
+# --- power states ----------------------------------------------------------------------------------------------
+
+def test_paused_then_running(host, run_module):
+    result = run_module(guest.main, args(state="paused"))
+    domain = host.domains["web1"]
+    assert result["changed"] and domain.current_state() == "paused" and result["guest"]["state"] == "paused"
+    assert run_module(guest.main, dict(name="web1", state="paused"))["changed"] is False
+    result = run_module(guest.main, dict(name="web1", state="running"))
+    assert result["changed"] and domain.current_state() == "running" and domain.called("resume") == 1
+
+
+def test_shutdown_graceful(host, run_module, no_sleep):
+    run_module(guest.main, args(state="running"))
+    domain = host.domains["web1"]
+    domain.shutdown_after = 2
+    result = run_module(guest.main, dict(name="web1", state="shutdown"))
+    assert result["changed"] and result["guest"]["state"] == "shutoff"
+    assert domain.called("shutdown") == 1 and domain.called("destroy") == 0
+    assert run_module(guest.main, dict(name="web1", state="shutdown"))["changed"] is False
+
+
+def test_shutdown_timeout_fails_clearly_without_force(host, run_module, no_sleep):
+    run_module(guest.main, args(state="running"))
+    domain = host.domains["web1"]
+    domain.shutdown_after = None
+    result = fail(run_module, dict(name="web1", state="shutdown", shutdown_timeout=30))
+    assert result["msg"].startswith("shutdown_timeout: guest 'web1' did not shut down within 30 seconds")
+    assert "still running" in result["msg"]
+    assert domain.current_state() == "running" and domain.called("destroy") == 0
+
+
+def test_shutdown_timeout_with_force_powers_off(host, run_module, no_sleep, monkeypatch):
+    run_module(guest.main, args(state="running"))
+    domain = host.domains["web1"]
+    domain.shutdown_after = None
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda _module, text: warnings.append(text))
+    result = run_module(guest.main, dict(name="web1", state="shutdown", shutdown_timeout=30, force=True))
+    assert result["changed"] and domain.current_state() == "shutoff" and domain.called("destroy") == 1
+    assert warnings and "powered off" in warnings[0]
+
+
+def test_destroyed_keeps_the_definition(host, run_module):
+    run_module(guest.main, args(state="running"))
+    result = run_module(guest.main, dict(name="web1", state="destroyed"))
+    assert result["changed"] and host.domains["web1"].current_state() == "shutoff"
+    assert "web1" in host.domains and host.domains["web1"].called("shutdown") == 0
+    assert run_module(guest.main, dict(name="web1", state="destroyed"))["changed"] is False
+
+
+def test_check_mode_power_changes_nothing(host, run_module):
+    run_module(guest.main, args(state="running"))
+    domain = host.domains["web1"]
+    for state in ("shutdown", "destroyed", "paused", "absent"):
+        result = run_module(guest.main, dict(name="web1", state=state), check_mode=True)
+        assert result["changed"], state
+    assert domain.current_state() == "running" and "web1" in host.domains
+    assert domain.called("destroy") == domain.called("shutdown") == domain.called("suspend") == 0
+
+
+def test_absent_powers_off_and_undefines_but_keeps_disks(host, run_module, tmp_path):
+    disk = tmp_path / "web1.qcow2"
+    disk.write_text("image")
+    run_module(guest.main, args(state="running", disks=[dict(path=str(disk))]))
+    domain = host.domains["web1"]
+    result = run_module(guest.main, dict(name="web1", state="absent"), diff=True)
+    assert result["changed"] and result["guest"] == {"name": "web1", "state": "absent"}
+    assert "web1" not in host.domains and domain.called("destroy") == 1
+    assert domain.undefined_with & libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    assert domain.undefined_with & libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    assert domain.undefined_with & libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    assert disk.read_text() == "image"
+    assert result["diff"]["after"] == "" and "<name>web1</name>" in result["diff"]["before"]
+    assert run_module(guest.main, dict(name="web1", state="absent"))["changed"] is False
+
+
+def test_absent_on_xen_uses_the_flags_libxl_takes(fake_libvirt, run_module):
+    conn = fake_libvirt.add("xen:///system", XEN_CAPABILITIES)
+    run_module(guest.main, args(uri="xen:///system", kernel="/boot/k", nics=[dict(bridge="xenbr0")]))
+    domain = conn.domains["web1"]
+    run_module(guest.main, dict(name="web1", uri="xen:///system", state="absent"))
+    assert not conn.domains and domain.undefined_with == libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+
+
+def test_absent_transient_guest_is_only_destroyed(host, run_module):
+    host.createXML(domains.render_xml(domains.spec_from_options(args(), "kvm")))
+    result = run_module(guest.main, dict(name="web1", state="absent"))
+    assert result["changed"] and not host.domains and host.called("createXML") == 1
+
+
+def test_autostart(host, run_module):
+    run_module(guest.main, args(autostart=True))
+    domain = host.domains["web1"]
+    assert domain.autostart() == 1
+    result = run_module(guest.main, dict(name="web1", autostart=True))
+    assert result["changed"] is False and result["guest"]["autostart"] is True
+    result = run_module(guest.main, dict(name="web1", autostart=False))
+    assert result["changed"] and domain.autostart() == 0 and domain.called("setAutostart") == 2
+
+
+# --- disks --------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def qemu_img(monkeypatch):
+    commands = []
+
+    def run_command(_module, argv, **_kwargs):
+        commands.append(argv)
+        with open(argv[-1], "w", encoding="utf-8") as image:
+            image.write("overlay")
+        return 0, "", ""
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda _module, name, **_kw: "/usr/bin/" + name)
+    return commands
+
+
+def test_base_image_overlay_created_once_and_not_in_check_mode(host, run_module, qemu_img, tmp_path):
+    base = tmp_path / "debian.qcow2"
+    base.write_text("base")
+    overlay = tmp_path / "web1.qcow2"
+    params = args(disks=[dict(path=str(overlay), base_image=str(base), base_format="qcow2")])
+    result = run_module(guest.main, params, check_mode=True)
+    assert result["changed"] and not qemu_img and not overlay.exists()
+    run_module(guest.main, params)
+    assert qemu_img == [["/usr/bin/qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)]]
+    assert overlay.read_text() == "overlay"
+    assert run_module(guest.main, params)["changed"] is False and len(qemu_img) == 1
+
+
+def test_failed_define_removes_the_new_overlay(host, run_module, qemu_img, tmp_path):
+    base = tmp_path / "debian.qcow2"
+    base.write_text("base")
+    overlay = tmp_path / "web1.qcow2"
+    host.fail_on["defineXML"] = "unsupported configuration: something"
+    result = fail(run_module, args(disks=[dict(path=str(overlay), base_image=str(base), base_format="qcow2")]))
+    assert "defining guest 'web1'" in result["msg"] and "unsupported configuration" in result["msg"]
+    assert qemu_img and not overlay.exists() and not host.domains
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------
+
+def test_unknown_network_fails_before_anything_is_made(host, run_module, qemu_img, tmp_path):
+    base = tmp_path / "debian.qcow2"
+    base.write_text("base")
+    params = args(state="running", nics=[dict(network="nope")],
+                  disks=[dict(path=str(tmp_path / "web1.qcow2"), base_image=str(base), base_format="qcow2")])
+    result = fail(run_module, params)
+    assert result["msg"].startswith("nics[0].network: there is no libvirt network 'nope'")
+    assert not host.domains and host.called("defineXML") == 0 and not qemu_img
+
+
+@pytest.mark.parametrize("params, prefix", [
+    (args(memory=0), "memory: "),
+    (args(vcpus=0), "vcpus: "),
+    (args(nics=[dict(network="default"), dict(bridge="br0", mac="ff:ff:ff:ff:ff:ff")]), "nics[1].mac: "),
+    (args(nics=[dict(network="default", bridge="br0")]), "nics[0]: "),
+    (args(nics=[dict(model="virtio")]), "nics[0]: "),
+    (args(disks=[]), "disks: "),
+    (args(xen_mode="pv"), "xen_mode: "),
+    (args(hypervisor="xen"), "hypervisor: "),
+    (args(state="shutdown", shutdown_timeout=-1), "shutdown_timeout: "),
+    (args(name="a/b"), "name: "),
+])
+def test_bad_input_fails_naming_the_option(host, run_module, params, prefix):
+    result = fail(run_module, params)
+    assert result["msg"].startswith(prefix), result["msg"]
+    assert not host.domains and host.called("defineXML") == 0
+
+
+def test_missing_guest_without_definition_fails_clearly(host, run_module):
+    for state in ("running", "shutdown", "paused", "destroyed", "present"):
+        result = fail(run_module, dict(name="ghost", state=state))
+        assert result["msg"].startswith("name: there is no guest 'ghost'"), result["msg"]
+    assert not host.domains
+
+
+def test_unreachable_uri_fails_naming_it(fake_libvirt, run_module):
+    result = fail(run_module, args(uri="qemu+ssh://nowhere/system", connect_timeout=2))
+    assert result["msg"].startswith("uri: cannot connect to libvirt at 'qemu+ssh://nowhere/system'")
+
+
+def test_libvirt_error_on_start_is_reported(host, run_module):
+    run_module(guest.main, args())
+    host.domains["web1"].fail_on["create"] = "network 'default' is not active"
+    result = fail(run_module, dict(name="web1", state="running"))
+    assert result["msg"] == "starting guest 'web1': network 'default' is not active"
+
+
+# --- the real libvirt test driver ---------------------------------------------------------------------------------
+
+def test_module_calls_are_standard_libvirt(run_module):
+    """Run the module against libvirt's own in-process test driver (test:///default): real API, real XML parser."""
+    keep = libvirt.open("test:///default")  # the driver's state lives while a connection is open
+    try:
+        params = args(name="arctictern-unit", uri="test:///default", state="running", nics=[dict(bridge="br0")])
+        result = run_module(guest.main, params)
+        assert result["changed"] and result["guest"]["state"] == "running" and result["guest"]["virt_type"] == "qemu"
+        assert run_module(guest.main, params)["changed"] is False
+        result = run_module(guest.main, dict(name="arctictern-unit", uri="test:///default", memory=1024))
+        assert result["restart_needed"] is True
+        assert run_module(guest.main, dict(name="arctictern-unit", uri="test:///default", state="shutdown"))["guest"]["state"] == "shutoff"
+        run_module(guest.main, dict(name="arctictern-unit", uri="test:///default", state="absent"))
+        assert "arctictern-unit" not in keep.listDefinedDomains()
+    finally:
+        keep.close()
