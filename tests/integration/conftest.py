@@ -92,3 +92,11 @@ def guests(ansible, lan, lab):  # pylint: disable=redefined-outer-name,unused-ar
     tracker = Guests(ansible, lab)
     yield tracker
     tracker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def module_guests(ansible, lan, lab):  # pylint: disable=redefined-outer-name,unused-argument
+    """Like ``guests``, for guests that several tests of one module share (booting is slow: boot few)."""
+    tracker = Guests(ansible, lab)
+    yield tracker
+    tracker.cleanup()
