@@ -2,12 +2,16 @@
 # Runs ansible-test sanity over the working tree (committed or not) with the Python of .venv.
 # ansible-test only tests a collection that sits at .../ansible_collections/<namespace>/<name> in a git repo,
 # and the repo root here is the collection root, so the tracked and untracked-but-not-ignored files are
-# copied to .cache/sanity/ansible_collections/arctictern/virt and committed there. Results stay in that
-# copy's tests/output/. Extra arguments go to ansible-test, e.g.: scripts/sanity.sh --test pylint
+# copied to .cache/sanity.XXXXXX/ansible_collections/arctictern/virt and committed there; the copy is removed
+# afterwards. Extra arguments go to ansible-test, e.g.: scripts/sanity.sh --test pylint
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=$root/.venv
-tree=$root/.cache/sanity/ansible_collections/arctictern/virt
+# A tree per run, so that concurrent runs do not delete each other's copy.
+mkdir -p "$root/.cache"
+work=$(mktemp -d "$root/.cache/sanity.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+tree=$work/ansible_collections/arctictern/virt
 start=$SECONDS
 
 # ansible-test bootstraps pip in its virtual environments with a get-pip.py it downloads from a host that is
@@ -17,7 +21,6 @@ from ansible_test._internal.python_requirements import get_venv_packages
 print(get_venv_packages(types.SimpleNamespace(version="3.11"))["pip"])')
 install -D -m 0644 "$root/scripts/ansible_test_pip_bootstrap.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 
-rm -rf "$tree"
 mkdir -p "$tree"
 # Files deleted but not yet committed as deleted are left out.
 (cd "$root" && git ls-files -z -co --exclude-standard --deduplicate \
@@ -47,7 +50,7 @@ elif (($# == 0)); then
   echo "sanity: no pyenv Python 3.9: compile and import ran on 3.11 only" >&2
 fi
 if ((status)); then
-  echo "sanity: FAILED after $((SECONDS - start))s (details: $tree/tests/output/)" >&2
+  echo "sanity: FAILED after $((SECONDS - start))s (details above)" >&2
 else
   echo "sanity: passed in $((SECONDS - start))s"
 fi
