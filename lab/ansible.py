@@ -39,7 +39,8 @@ class Ansible:
                     "-m", module if "." in module else "arctictern.virt." + module,
                     "-a", json.dumps(args), "--tree", tree]
             argv += ["--check"] if check else []
-            argv += ["--diff"] if diff else []
+            # The tree callback keeps a result's diff only from verbosity 3 on.
+            argv += ["--diff", "-vvv"] if diff else []
             proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=600,
                                   check=False)
             result_file = Path(tree) / host

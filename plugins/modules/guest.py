@@ -313,7 +313,7 @@ xml:
 """
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import (
     REQUIRED_LIBS, call, connection, domain_state, lookup_domain, lookup_network,
 )
@@ -363,10 +363,12 @@ def _check_networks(conn, params, spec):
 
 
 def _ensure_definition(module, conn, domain, current, result):
-    """Define or update the guest when the task describes it; returns (domain, desired spec or None)."""
+    """Define or update the guest when the task describes it.
+
+    Returns (domain, desired spec or None, overlay files this run created)."""
     params = module.params
     if domain is not None and not domains.definition_requested(params):
-        return domain, None
+        return domain, None, []
     caps = domains.host_capabilities(conn)
     virt_type = domains.resolve_virt_type(conn, caps, params["hypervisor"], current)
     desired = domains.complete_from_host(domains.spec_from_options(params, virt_type, current), caps)
@@ -377,15 +379,15 @@ def _ensure_definition(module, conn, domain, current, result):
     if module._diff and diff.changed:
         result["diff"] = diff.for_ansible(desired.name)
     if not (diff.changed or overlays):
-        return domain, desired
+        return domain, desired, []
     result["changed"] = True
     if module.check_mode:
-        return domain, desired
+        return domain, desired, []
     created = domains.create_overlays(module, overlays)
     if not diff.changed:
-        return domain, desired
+        return domain, desired, created
     try:
-        return domains.define(conn, desired), desired
+        return domains.define(conn, desired), desired, created
     except Exception:
         domains.remove_files(created)
         raise
@@ -467,9 +469,19 @@ def ensure_guest(module):
             domains.require_guest(domain, name, state)
         current = domains.spec_from_xml(domains.inactive_xml(domain)) if domain is not None else None
         was_active = domains.is_active(domain) if domain is not None else False
-        domain, desired = _ensure_definition(module, conn, domain, current, result)
+        is_new = domain is None
+        domain, desired, created = _ensure_definition(module, conn, domain, current, result)
         autostart = _ensure_autostart(module, domain, result)
-        power = _ensure_power(module, domain, state, result)
+        try:
+            power = _ensure_power(module, domain, state, result)
+        except VirtError as error:
+            # Some problems only show when the guest starts (a missing bridge or disk file): a guest this task
+            # created is removed again rather than left half-made.
+            if is_new and domain is not None and not module.check_mode:
+                domains.undefine(domain)
+                domains.remove_files(created)
+                raise VirtError("%s (the new guest was not kept)" % error.msg, **error.details) from None
+            raise
         result["restart_needed"] = bool(result["changes"]) and was_active and power not in ("shutoff", "crashed")
         if domain is not None and not (module.check_mode and result["changes"]):
             result["xml"] = domains.inactive_xml(domain)

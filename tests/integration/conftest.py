@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import uuid
 
+import libvirt
 import pytest
 
 from lab import lab as lab_control
-from lab.ansible import Ansible, client_http, run_in  # noqa: F401  pylint: disable=unused-import  (re-exported for tests)
+# client_http and run_in are re-exported for the tests.
+from lab.ansible import Ansible, client_http, run_in  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +102,29 @@ def module_guests(ansible, lan, lab):  # pylint: disable=redefined-outer-name,un
     tracker = Guests(ansible, lab)
     yield tracker
     tracker.cleanup()
+
+
+# What playbooks/site.yml (inventories/lab/host_vars) puts on each hypervisor.
+SITE_GUESTS = {"hv1": ("web-bridged", "web-nat"), "hv2": ("web-hostonly",)}
+
+
+def _site_guests_running(lab):  # pylint: disable=redefined-outer-name
+    for host, names in SITE_GUESTS.items():
+        conn = libvirt.open(lab["hosts"][host]["uri"])
+        try:
+            running = {dom.name() for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        finally:
+            conn.close()
+        if not set(names) <= running:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def site(lab, ansible):  # pylint: disable=redefined-outer-name
+    """The lab as playbooks/site.yml makes it (networks lan/nat/hostonly, guests web-*); the playbook runs only
+    when one of its guests is missing or stopped. Returns SITE_GUESTS."""
+    if not _site_guests_running(lab):
+        proc = ansible.playbook("playbooks/site.yml")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return SITE_GUESTS

@@ -12,7 +12,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
 from ansible_collections.arctictern.virt.plugins.modules import guest
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES, XEN_CAPABILITIES
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES, XEN_CAPABILITIES, FakeDomain, libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
 
 HOSTILE = "evil<name>&\"'"
@@ -369,6 +369,34 @@ def test_libvirt_error_on_start_is_reported(host, run_module):
     host.domains["web1"].fail_on["create"] = "network 'default' is not active"
     result = fail(run_module, dict(name="web1", state="running"))
     assert result["msg"] == "starting guest 'web1': network 'default' is not active"
+
+
+def test_new_guest_that_cannot_start_is_not_kept(host, run_module, monkeypatch, tmp_path):
+    """A problem only libvirt's start sees (here: a missing bridge) leaves neither the definition nor the overlay."""
+    base, overlay = tmp_path / "base.qcow2", tmp_path / "web1.qcow2"
+    base.write_bytes(b"base")
+
+    def create_overlays(_module, _todo):
+        overlay.write_bytes(b"qcow2")
+        return [str(overlay)]
+
+    def create(_domain):
+        raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "Cannot get interface MTU on 'nobr0': No such device")
+
+    monkeypatch.setattr(guest.domains, "missing_overlays", lambda spec: [(str(overlay), str(base), "qcow2")])
+    monkeypatch.setattr(guest.domains, "create_overlays", create_overlays)
+    monkeypatch.setattr(FakeDomain, "create", create)
+    result = fail(run_module, args(state="running", nics=[dict(bridge="nobr0")]))
+    assert "No such device" in result["msg"] and "the new guest was not kept" in result["msg"]
+    assert "web1" not in host.domains
+    assert not overlay.exists() and base.exists()
+
+
+def test_existing_guest_that_cannot_start_keeps_its_definition(host, run_module):
+    run_module(guest.main, args())
+    host.domains["web1"].fail_on["create"] = "network 'default' is not active"
+    fail(run_module, args(state="running"))
+    assert "web1" in host.domains
 
 
 # --- the real libvirt test driver ---------------------------------------------------------------------------------
