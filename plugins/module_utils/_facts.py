@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import xml.etree.ElementTree as ET
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
 
 # Namespace of the collection's own data in a domain's <metadata>; the guest module records the static
@@ -52,7 +52,7 @@ def _nic(interface):
 
 
 def _add_address(nic, address):
-    """Add ``address`` (ip or ip/prefix) to the NIC unless it is unusable to reach the guest or known already."""
+    """Add ``address`` (ip or ip/prefix) to the NIC unless it is unusable to reach the guest or its IP is known."""
     try:
         interface = ipaddress.ip_interface(address)
     except ValueError:
@@ -60,9 +60,10 @@ def _add_address(nic, address):
     # Loopback and link-local addresses (the guest agent reports them) cannot reach the guest from outside.
     if interface.ip.is_loopback or interface.ip.is_link_local:
         return
-    text = interface.with_prefixlen
-    if text not in nic["addresses"]:
-        nic["addresses"].append(text)
+    # An address one source already gave (with its real prefix, say from a DHCP lease) is not repeated with
+    # another prefix by a later source (the neighbour table knows no prefix).
+    if all(ipaddress.ip_interface(known).ip != interface.ip for known in nic["addresses"]):
+        nic["addresses"].append(interface.with_prefixlen)
 
 
 def metadata_addresses(root):
@@ -85,6 +86,33 @@ def _reported_addresses(domain, source):
         return {}
 
 
+def _neighbour_addresses(domain):
+    """``{mac: [ip, ...]}`` from this host's neighbour table, for a guest of a daemon on this host.
+
+    libvirt's own ARP source fails on some kernels (libvirt 9.0 on Linux 6.x: "wrong nlmsg len"), so the table
+    is read here too; for a remote URI this host's table says nothing about the guest's host."""
+    if _netlink.PYROUTE2_IMPORT_ERROR is not None or not _is_local(domain):
+        return {}
+    try:
+        with _netlink.open_ipr() as ipr:
+            entries = _netlink.neighbours(ipr)
+    except VirtError:
+        return {}
+    found = {}
+    for entry in entries:
+        found.setdefault(entry["mac"], []).append(entry["address"])
+    return found
+
+
+def _is_local(domain):
+    try:
+        uri = domain.connect().getURI()
+    except _libvirt.libvirt.libvirtError:
+        return False
+    authority = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
+    return authority in ("", "localhost")
+
+
 def _collect_addresses(domain, root, nics, sources, live):
     by_mac = {nic["mac"]: nic for nic in nics if nic["mac"]}
     by_target = {nic["target"]: nic for nic in nics if nic["target"]}
@@ -98,6 +126,10 @@ def _collect_addresses(domain, root, nics, sources, live):
                 nic = by_mac.get((interface.get("hwaddr") or "").lower()) or by_target.get(ifname)
                 for address in (interface.get("addrs") or []) if nic else []:
                     _add_address(nic, "%s/%s" % (address["addr"], address["prefix"]))
+            if source == "arp":
+                for mac, addresses in _neighbour_addresses(domain).items():
+                    for address in addresses if mac in by_mac else []:
+                        _add_address(by_mac[mac], address)
 
 
 def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):

@@ -44,6 +44,8 @@ RTN_UNICAST = 1
 USER_HZ = 100
 # Limits the kernel enforces (by clamping) on the forward delay while STP runs.
 STP_FORWARD_DELAY = (2, 30)
+# Neighbour states whose link-layer address is current (REACHABLE, PROBE, STALE, DELAY, PERMANENT).
+NUD_VALID = 0x02 | 0x10 | 0x04 | 0x08 | 0x80
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -521,3 +523,17 @@ def replace_route(ipr, dst, gateway=None, ifname=None, metric=None, table=None, 
     """Create or overwrite the route to ``dst`` ('default' or a network such as '10.0.0.0/8')."""
     spec = _route_spec(ipr, dst, gateway, ifname, family, metric, table)
     _change("replacing %s" % _describe(dst, gateway, ifname), ipr.route, "replace", **spec)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Neighbours
+
+
+def neighbours(ipr):
+    """Resolved entries of the neighbour (ARP and NDP) table: ``[{"address", "mac", "ifindex"}, ...]``."""
+    found = []
+    for msg in _dump("reading the neighbour table", ipr.get_neighbours):
+        address, mac = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
+        if address and mac and msg["state"] & NUD_VALID:
+            found.append({"address": address, "mac": mac.lower(), "ifindex": msg["ifindex"]})
+    return found

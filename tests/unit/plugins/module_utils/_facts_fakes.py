@@ -63,8 +63,10 @@ def domain_xml(name, nics=(), metadata=(), running=True, vcpu=("2", None), domai
 class FakeDomain:
     """A libvirt domain: ``addresses`` maps a source name (lease, arp, agent) to what interfaceAddresses returns."""
 
-    def __init__(self, xml, state="running", addresses=None, autostart=True, persistent=True, gone=False):
+    def __init__(self, xml, state="running", addresses=None, autostart=True, persistent=True, gone=False,
+                 uri="qemu+ssh://hv1.example.com/system"):
         self.xml = xml
+        self.uri = uri
         self.state_word = state
         self.addresses = addresses or {}
         self.autostart_flag = autostart
@@ -74,6 +76,10 @@ class FakeDomain:
 
     def name(self):
         return ET.fromstring(self.xml).findtext("name")
+
+    def connect(self):
+        """A remote connection by default, so that unit tests never read this machine's neighbour table."""
+        return FakeConnection(uri=self.uri)
 
     def XMLDesc(self, flags):  # pylint: disable=invalid-name
         assert flags == 0, "never ask for secrets"

@@ -61,6 +61,25 @@ def test_every_source_failing_leaves_no_address_and_no_error():
     assert [nic["addresses"] for nic in guest["nics"]] == [[], []]
 
 
+@pytest.mark.parametrize("uri, expected", [
+    ("qemu:///system", ["198.18.0.21/32"]),
+    ("qemu+unix:///system?socket=/run/hv1/libvirt-sock", ["198.18.0.21/32"]),
+    ("qemu+ssh://hv2.example.com/system", []),
+])
+def test_arp_falls_back_to_the_neighbour_table_of_a_local_daemon(monkeypatch, uri, expected):
+    """libvirt 9.0's ARP source fails on newer kernels ("wrong nlmsg len"); this host's table answers instead,
+    but only for a daemon on this host."""
+    domain = FakeDomain(domain_xml("web1", [BRIDGE_NIC]), uri=uri)
+    monkeypatch.setattr(_facts._netlink, "neighbours", lambda ipr: [
+        {"address": "198.18.0.21", "mac": MAC2, "ifindex": 4},
+        {"address": "198.18.0.99", "mac": "52:54:00:ff:ff:ff", "ifindex": 4},
+    ])
+
+    guest = _facts.describe_guest(domain, ("arp",))
+
+    assert guest["nics"][0]["addresses"] == expected
+
+
 def test_metadata_address_known_before_any_arp_traffic():
     xml = domain_xml("db1", [NAT_NIC, BRIDGE_NIC], metadata=[(MAC2.upper(), "198.18.0.21/24")])
     domain = FakeDomain(xml, addresses={"lease": lease("vnet0", MAC1, "192.168.122.11/24")})

@@ -1,0 +1,50 @@
+"""playbooks/site.yml on the lab inventory: it converges, its connectivity checks pass, and a second run
+changes nothing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+CHECKS = {
+    "The bridged guest answers on the LAN": "client",
+    "The NAT guest answers through the port forward on its host": "client",
+    "The host-only guest cannot be reached from the client": "client",
+    "The host-only guest answers its own host": "hv2",
+}
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def recap(stdout):
+    """{host: (ok, changed, unreachable, failed)} from the PLAY RECAP."""
+    return {host: tuple(int(n) for n in numbers) for host, *numbers in RECAP.findall(stdout)}
+
+
+def task_outcome(stdout, task, host):
+    """The status line ('ok', 'changed', 'failed', ...) of ``host`` in the output block of ``task``."""
+    block = stdout.split("TASK [%s]" % task, 1)[1].split("\nTASK [", 1)[0].split("\nPLAY ", 1)[0]
+    found = re.search(r"^(ok|changed|failed|fatal|skipping): \[%s\]" % re.escape(host), block, re.MULTILINE)
+    return found.group(1) if found else block
+
+
+def test_site_converges_and_is_idempotent(ansible, lab):  # pylint: disable=unused-argument
+    first = ansible.playbook("playbooks/site.yml")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    summary = recap(first.stdout)
+    assert set(summary) == {"hv1", "hv2", "client"}, first.stdout[-2000:]
+    assert all(failed == unreachable == 0 for _ok, _changed, unreachable, failed in summary.values()), summary
+    for task, host in CHECKS.items():
+        assert task_outcome(first.stdout, task, host) == "ok", (task, first.stdout[-4000:])
+    # What the Report tasks print: the agents' answers, and the refusal of the host-only guest.
+    assert "bridged guest: name=web-bridged" in first.stdout
+    assert "NAT guest via 198.18.0.11:8080: name=web-nat" in first.stdout
+    assert "host-only guest from hv2: name=web-hostonly" in first.stdout
+    assert "host-only guest from the client: unreachable" in first.stdout
+
+    second = ansible.playbook("playbooks/site.yml")
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    again = recap(second.stdout)
+    assert {host: counts[1] for host, counts in again.items()} == {"hv1": 0, "hv2": 0, "client": 0}, second.stdout
