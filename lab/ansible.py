@@ -36,8 +36,9 @@ class Ansible:
         """One module call on one lab host; returns Ansible's result dict (with 'failed' on failure)."""
         with tempfile.TemporaryDirectory() as tree:
             argv = [str(VENV_BIN / "ansible"), host, "-i", str(ROOT / "inventories" / "lab"),
-                    "-m", module if "." in module else "arctictern.virt." + module,
-                    "-a", json.dumps(args), "--tree", tree]
+                    "-m", module if "." in module else "arctictern.virt." + module, "--tree", tree]
+            # Without arguments, -a '{}' would be taken as raw parameters, which collection modules refuse.
+            argv += ["-a", json.dumps(args)] if args else []
             argv += ["--check"] if check else []
             # The tree callback keeps a result's diff only from verbosity 3 on.
             argv += ["--diff", "-vvv"] if diff else []
