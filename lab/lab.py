@@ -26,6 +26,10 @@ KVM_PROBE_SECONDS = 30
 
 
 def _ensure_netns(name):
+    path = Path("/run/netns") / name
+    if name in netlink.netns_names() and not is_mountpoint(path):
+        # A leftover of a reboot (/run is not always a tmpfs): a plain file where a namespace was pinned.
+        path.unlink()
     if name not in netlink.netns_names():
         netlink.create_netns(name)
     with netlink.open_ipr(name) as ipr:
