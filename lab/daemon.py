@@ -87,10 +87,12 @@ class HypervisorDaemon:
         try:
             pid = int(self.pid_file.read_text().strip())
             status = Path("/proc/%d/status" % pid).read_text()
+            command = Path("/proc/%d/cmdline" % pid).read_bytes()
         except (OSError, ValueError):
             return None
         state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
-        return None if state in ("Z", "X") else pid
+        # A pid file left by a reboot may name a PID that another program has since.
+        return pid if state not in ("Z", "X") and command.startswith(LIBVIRTD.encode()) else None
 
     def start(self, timeout=30):
         if self.pid():
