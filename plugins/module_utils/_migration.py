@@ -1,0 +1,678 @@
+# Copyright: (c) 2026, arctictern.virt developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Live migration of a running guest, peer to peer, from the host it runs on to another libvirt host.
+
+``migrate(params, check_mode)`` does the whole task: option checks, both ends looked at, the migration run by
+a ``Migration`` (a worker thread in libvirt's migrateToURI3 while this thread watches the job: progress samples,
+maximum downtime, the switch to post-copy, the timeout action) and, on failure, a message saying what happened
+to the guest and why, from libvirt's error and a fresh look at the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, InvalidOption, VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
+
+MODES = ("precopy", "postcopy", "auto")
+COMPRESSIONS = ("none", "xbzrle")
+COPY_STORAGE = ("none", "all", "inc")
+TIMEOUT_ACTIONS = ("abort", "postcopy", "suspend")
+
+POLL_INTERVAL = 0.1
+# The monitor's clock: the seconds the timeout and the post-copy switch count (the unit tests put a fake here).
+CLOCK = time.monotonic
+SAMPLE_INTERVAL = 0.5
+MAX_SAMPLES = 240
+# How long to wait, after migrateToURI3 returned, for the job-completed event that carries the final statistics.
+COMPLETED_EVENT_WAIT = 2.0
+
+# Options that must be greater than zero when given.
+POSITIVE_OPTIONS = ("bandwidth", "postcopy_bandwidth", "max_downtime", "timeout", "postcopy_after",
+                    "postcopy_after_iterations", "parallel_connections")
+# Where a failed migration leaves things; returned as ``cause`` with the failure.
+CAUSES = ("destination_unreachable", "destination_died", "link_cut", "timeout", "postcopy_failed", "failed")
+
+# Words of the errno messages that tell, when connecting to the destination fails, whether nothing listens there
+# (the daemon is gone) or the host cannot be reached at all (the link is down).
+_DOWN_WORDS = ("connection refused", "no such file or directory", "connection reset")
+# libvirt's words when the source daemon cannot open its connection to the destination daemon at all.
+_CONNECT_WORDS = ("unable to connect", "failed to connect", "cannot connect", "no route to host", "network is unreachable",
+                  "name or service not known", "connection refused")
+_UNREACHABLE_WORDS = ("no route to host", "network is unreachable", "timed out", "no answer from libvirt", "host is down")
+
+
+def _const(name, default=None):
+    return getattr(libvirt, name, default)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Options
+
+
+def uses_postcopy(params):
+    """Whether the job may switch to post-copy: then QEMU must have post-copy enabled from the start."""
+    return params["mode"] in ("postcopy", "auto") or (params.get("timeout") is not None and params["timeout_action"] == "postcopy")
+
+
+def validate(params):
+    """Check what needs no connection; raise InvalidOption naming the first bad option."""
+    for option in ("name", "dest_uri"):
+        if not (params.get(option) or "").strip():
+            raise InvalidOption(option, "must not be empty")
+    for option, choices in (("mode", MODES), ("compression", COMPRESSIONS), ("copy_storage", COPY_STORAGE),
+                            ("timeout_action", TIMEOUT_ACTIONS)):
+        if params[option] not in choices:
+            raise InvalidOption(option, "must be one of %s, got '%s'" % (", ".join(choices), params[option]))
+    for option in POSITIVE_OPTIONS:
+        value = params.get(option)
+        if value is not None and value <= 0:
+            raise InvalidOption(option, "must be greater than 0, got %s" % value)
+    for option in ("auto_converge_initial", "auto_converge_increment"):
+        value = params.get(option)
+        if value is None:
+            continue
+        if not params["auto_converge"]:
+            raise InvalidOption(option, "only applies with auto_converge=true")
+        if not 0 <= value <= 100:
+            raise InvalidOption(option, "must be a percentage from 0 to 100, got %s" % value)
+    if params.get("parallel_connections") is not None:
+        if uses_postcopy(params):
+            raise InvalidOption("parallel_connections", "cannot be combined with post-copy (mode=%s, timeout_action=%s): QEMU does not run "
+                                "parallel (multifd) migration and post-copy together" % (params["mode"], params["timeout_action"]))
+        if params["compression"] != "none":
+            raise InvalidOption("parallel_connections", "cannot be combined with compression=%s" % params["compression"])
+    if params.get("postcopy_bandwidth") is not None and not uses_postcopy(params):
+        raise InvalidOption("postcopy_bandwidth", "only applies when the job can switch to post-copy (mode=postcopy or auto, "
+                            "or timeout_action=postcopy with a timeout)")
+    if params.get("migrate_uri") is not None and "://" not in params["migrate_uri"]:
+        raise InvalidOption("migrate_uri", "must be a URI such as tcp://198.18.1.2, got '%s'" % params["migrate_uri"])
+    if params["dest_uri"] == params["uri"]:
+        raise InvalidOption("dest_uri", "is the same URI as uri ('%s'): the guest would not move" % params["uri"])
+
+
+def _chosen_flags(params):
+    """(name, flag) of every VIR_MIGRATE_* flag the options ask for: always live and peer to peer."""
+    table = (
+        ("live", True, libvirt.VIR_MIGRATE_LIVE),
+        ("peer2peer", True, libvirt.VIR_MIGRATE_PEER2PEER),
+        ("persist_dest", params["persist_dest"], libvirt.VIR_MIGRATE_PERSIST_DEST),
+        ("undefine_source", params["undefine_source"], libvirt.VIR_MIGRATE_UNDEFINE_SOURCE),
+        ("postcopy", uses_postcopy(params), libvirt.VIR_MIGRATE_POSTCOPY),
+        ("auto_converge", params["auto_converge"], libvirt.VIR_MIGRATE_AUTO_CONVERGE),
+        ("compressed", params["compression"] != "none", libvirt.VIR_MIGRATE_COMPRESSED),
+        ("parallel", params.get("parallel_connections") is not None, libvirt.VIR_MIGRATE_PARALLEL),
+        ("tls", params["tls"], libvirt.VIR_MIGRATE_TLS),
+        ("non_shared_disk", params["copy_storage"] == "all", libvirt.VIR_MIGRATE_NON_SHARED_DISK),
+        ("non_shared_inc", params["copy_storage"] == "inc", libvirt.VIR_MIGRATE_NON_SHARED_INC),
+    )
+    return [(name, flag) for name, wanted, flag in table if wanted]
+
+
+def migration_flags(params):
+    """The virDomainMigrateFlags for the options."""
+    flags = 0
+    for _name, flag in _chosen_flags(params):
+        flags |= flag
+    return flags
+
+
+def flag_names(params):
+    """The names of the flags ``migration_flags`` sets, lower case without VIR_MIGRATE_ (shown in the plan)."""
+    return [name for name, _flag in _chosen_flags(params)]
+
+
+def _param(constant, option):
+    """A VIR_MIGRATE_PARAM_* name, or InvalidOption when this libvirt-python does not know the parameter."""
+    name = _const(constant)
+    if name is None:
+        raise InvalidOption(option, "this libvirt-python has no %s; leave %s out" % (constant, option))
+    return name
+
+
+def migration_params(params):
+    """The typed parameters for migrateToURI3."""
+    typed = {}
+    wanted = (
+        ("migrate_uri", "VIR_MIGRATE_PARAM_URI", params.get("migrate_uri")),
+        ("bandwidth", "VIR_MIGRATE_PARAM_BANDWIDTH", params.get("bandwidth")),
+        ("postcopy_bandwidth", "VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY", params.get("postcopy_bandwidth")),
+        ("compression", "VIR_MIGRATE_PARAM_COMPRESSION", None if params["compression"] == "none" else params["compression"]),
+        ("parallel_connections", "VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS", params.get("parallel_connections")),
+        ("auto_converge_initial", "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL", params.get("auto_converge_initial")),
+        ("auto_converge_increment", "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT", params.get("auto_converge_increment")),
+    )
+    for option, constant, value in wanted:
+        if value is not None:
+            typed[_param(constant, option)] = value
+    return typed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The two ends
+
+
+def host_identity(conn, uri):
+    """Host name and host UUID of the daemon behind ``conn``: what tells two hosts apart."""
+    caps = ET.fromstring(_libvirt.call("reading capabilities of '%s'" % uri, conn.getCapabilities))
+    return {
+        "uri": uri,
+        "hostname": _libvirt.call("reading host name of '%s'" % uri, conn.getHostname),
+        "uuid": caps.findtext("host/uuid"),
+    }
+
+
+def same_host(source, destination):
+    """Whether two identities are one host: same host UUID, or same host name where a UUID is missing."""
+    if source["uuid"] and destination["uuid"]:
+        return source["uuid"] == destination["uuid"]
+    return source["hostname"] == destination["hostname"]
+
+
+def _active(domain):
+    return domain is not None and bool(_libvirt.call("reading state of guest '%s'" % domain.name(), domain.isActive))
+
+
+def _incoming(domain):
+    """Whether the domain is the receiving end of a migration: paused for it, not yet defined there."""
+    state, reason = _libvirt.call("reading state of guest '%s'" % domain.name(), domain.state)
+    return state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION
+
+
+def locate(name, src_conn, dest_conn, source, destination):
+    """Where the guest is: ``("migrate", source domain)`` or ``("done", destination domain)`` when it already
+    runs on the destination; InvalidOption when it can be neither (unknown, not running, a name clash)."""
+    src = _libvirt.lookup_domain(src_conn, name)
+    dst = _libvirt.lookup_domain(dest_conn, name)
+    src_active, dst_active = _active(src), _active(dst)
+    if src_active and dst_active:
+        if _incoming(dst):
+            raise InvalidOption("name", "guest '%s' is already being migrated to %s (an incoming migration is in progress there)"
+                                % (name, destination["hostname"]))
+        raise InvalidOption("name", "guest '%s' runs on both %s and %s; refusing to migrate it" % (name, source["hostname"], destination["hostname"]))
+    if src_active:
+        if dst is not None and dst.UUIDString() != src.UUIDString():
+            raise InvalidOption("name", "%s already has a different guest named '%s' (UUID %s, the guest to migrate has %s)"
+                                % (destination["hostname"], name, dst.UUIDString(), src.UUIDString()))
+        return "migrate", src
+    if dst_active and (src is None or src.UUIDString() == dst.UUIDString()):
+        return "done", dst
+    if src is None:
+        raise InvalidOption("name", "no guest named '%s' on %s (uri %s)%s" % (
+            name, source["hostname"], source["uri"], "" if dst is None else " and %s has it shut off" % destination["hostname"]))
+    raise InvalidOption("name", "guest '%s' is %s on %s; only a running guest can be migrated live"
+                        % (name, _libvirt.domain_state(src), source["hostname"]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The job
+
+
+class _EventLoop:
+    """libvirt's default event loop, run in a daemon thread, for the domain events (post-copy started, job
+    completed with its statistics).
+
+    Only connections opened after it is registered deliver events, and calls made on such a connection while
+    another thread of it sits in migrateToURI3 stalled for seconds in the lab. So the migration and its polling
+    keep the connection opened before, and the events come on a connection of their own (``event_connection``).
+    """
+
+    started = False
+
+    @classmethod
+    def start(cls):
+        if cls.started:
+            return True
+        try:
+            libvirt.virEventRegisterDefaultImpl()
+        except (AttributeError, libvirt.libvirtError):
+            return False
+        threading.Thread(target=cls._run, name="libvirt-events", daemon=True).start()
+        cls.started = True
+        return True
+
+    @staticmethod
+    def _run():
+        while libvirt.virEventRunDefaultImpl() == 0:
+            pass
+
+
+def event_connection(uri, timeout):
+    """A connection that delivers domain events (starting libvirt's event loop first), or None without events."""
+    if not _EventLoop.start():
+        return None
+    try:
+        return _libvirt.connect(uri, timeout)
+    except ConnectionFailed:
+        return None
+
+
+class Migration:  # pylint: disable=too-many-instance-attributes
+    """One migration job: ``run()`` migrates in a worker thread while this thread polls the job.
+
+    What it saw is kept: ``progress`` samples, ``events`` (what the monitor did and when), the final statistics
+    (``completed`` from the job-completed event, else the last sample) and whether post-copy started, which
+    decides whether a failed job can roll back. ``on_lifecycle``/``on_job_completed`` take libvirt's events.
+    """
+
+    def __init__(self, domain, dest_uri, params, clock=None, poll_interval=None):
+        self.domain = domain
+        self.dest_uri = dest_uri
+        self.settings = params
+        self.flags = migration_flags(params)
+        self.params = migration_params(params)
+        self.clock = clock or CLOCK
+        self.poll_interval = poll_interval or POLL_INTERVAL
+        self.progress = []
+        self.events = []
+        self.last_stats = {}
+        self.completed = None
+        self.error = None
+        self.wall_time_ms = None
+        self.job_active = False
+        self.transferring = False
+        self.postcopy_requested = False
+        self.postcopy_started = False
+        self.timed_out = False
+        self.aborted = False
+        self.suspended = False
+        self._start = None
+        self._events = False
+        self._downtime_set = False
+        self._failed_calls = set()
+        self._done = threading.Event()
+        self._completed_event = threading.Event()
+
+    # events from libvirt's event loop thread ----------------------------------------------------------------
+    def on_lifecycle(self, event, detail):
+        if event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED and detail in (
+                _const("VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY", 7), _const("VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED", 8)):
+            self._mark_postcopy("event")
+
+    def on_job_completed(self, stats):
+        self.completed = dict(stats)
+        self._completed_event.set()
+
+    # the run ------------------------------------------------------------------------------------------------
+    def run(self, events=False):
+        """Migrate; afterwards ``error`` holds the libvirtError of a failed job (None on success).
+
+        With ``events``, wait a moment for the job-completed event that carries the final statistics."""
+        self._start = self.clock()
+        self._events = events
+        worker = threading.Thread(target=self._migrate, name="migrate", daemon=True)
+        worker.start()
+        while not self._done.wait(self.poll_interval):
+            self._poll()
+        worker.join()
+        if events and self.error is None:
+            self._completed_event.wait(COMPLETED_EVENT_WAIT)
+
+    def _migrate(self):
+        started = time.monotonic()
+        try:
+            self.domain.migrateToURI3(self.dest_uri, self.params, self.flags)
+        except libvirt.libvirtError as error:
+            self.error = error
+        finally:
+            self.wall_time_ms = int((time.monotonic() - started) * 1000)
+            self._done.set()
+
+    def elapsed(self):
+        return self.clock() - self._start
+
+    def _event(self, what, **details):
+        self.events.append(dict(time_ms=int(self.elapsed() * 1000), event=what, **details))
+
+    def _try(self, what, func, *args, note=True):
+        """Call a job control function; a failure is noted once (the poll retries) and returns False."""
+        try:
+            func(*args)
+        except libvirt.libvirtError as error:
+            if note and what not in self._failed_calls:
+                self._failed_calls.add(what)
+                self._event(what + "_failed", error=_libvirt.error_message(error))
+            return False
+        return True
+
+    def _poll(self):
+        stats = self._job_stats()
+        # A cancelled or failed job reports its type with zeroed figures: only a running job is worth a sample.
+        if stats.get("type") in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+            self.last_stats = stats
+            self.job_active = True
+            # QEMU counts passes over memory from 1 once it sends pages; before that the job is still in setup.
+            self.transferring = self.transferring or stats.get("memory_iteration", 0) >= 1 or stats.get("data_processed", 0) > 0
+            if self.transferring:
+                self._sample(stats)
+            self._tune()
+        if not self._events:
+            # With events the lifecycle event tells when post-copy starts. Polling the state then is not only
+            # redundant: in the lab, virDomainGetState stalled for seconds while an event connection was open.
+            self._watch_state()
+        if self._want_postcopy(stats):
+            self._request_postcopy()
+        self._check_timeout()
+
+    def _job_stats(self):
+        try:
+            return self.domain.jobStats()
+        except libvirt.libvirtError:
+            # The job ends under our feet (the domain leaves the host): nothing to sample.
+            return {}
+
+    def _sample(self, stats):
+        now_ms = int(self.elapsed() * 1000)
+        if self.progress and now_ms - self.progress[-1]["time_ms"] < SAMPLE_INTERVAL * 1000:
+            return
+        self.progress.append({
+            "time_ms": now_ms,
+            "data_total": stats.get("data_total"),
+            "data_processed": stats.get("data_processed"),
+            "data_remaining": stats.get("data_remaining"),
+            "memory_iteration": stats.get("memory_iteration"),
+            "memory_dirty_rate": stats.get("memory_dirty_rate"),
+        })
+        if len(self.progress) > MAX_SAMPLES:
+            # A long job keeps its whole course at a coarser grain.
+            self.progress = self.progress[::2]
+
+    def _tune(self):
+        max_downtime = self.settings.get("max_downtime")
+        if max_downtime and not self._downtime_set and self._try("max_downtime", self.domain.migrateSetMaxDowntime, max_downtime, 0):
+            self._downtime_set = True
+            self._event("max_downtime", ms=max_downtime)
+
+    def _watch_state(self):
+        try:
+            state, reason = self.domain.state()
+        except libvirt.libvirtError:
+            return
+        if state == libvirt.VIR_DOMAIN_PAUSED and reason in (
+                _const("VIR_DOMAIN_PAUSED_POSTCOPY", 12), _const("VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", 13)):
+            self._mark_postcopy("state")
+
+    def _mark_postcopy(self, seen_by):
+        if not self.postcopy_started:
+            self.postcopy_started = True
+            self._event("postcopy_started", seen_by=seen_by)
+
+    def _want_postcopy(self, stats):
+        if self.postcopy_requested or not self.job_active:
+            return False
+        mode = self.settings["mode"]
+        if mode == "postcopy" or (self.timed_out and self.settings["timeout_action"] == "postcopy"):
+            # As early as QEMU takes it: it refuses the switch until its migration has started, so retry each poll.
+            return True
+        if mode != "auto" or not self.transferring:
+            return False
+        iterations = self.settings.get("postcopy_after_iterations")
+        return self.elapsed() >= self.settings["postcopy_after"] or (
+            iterations is not None and stats.get("memory_iteration", 0) > iterations)
+
+    def _request_postcopy(self):
+        # Refusals before QEMU sends pages are expected (see _want_postcopy), not worth an event.
+        if self._try("postcopy_switch", self.domain.migrateStartPostCopy, 0, note=self.transferring):
+            self.postcopy_requested = True
+            self._event("postcopy_requested", iteration=self.last_stats.get("memory_iteration"))
+
+    def _check_timeout(self):
+        timeout = self.settings.get("timeout")
+        if timeout is None or self.timed_out or self.elapsed() < timeout:
+            return
+        self.timed_out = True
+        action = self.settings["timeout_action"]
+        self._event("timeout", action=action)
+        if action == "abort":
+            if self.postcopy_started:
+                # QEMU cannot abort post-copy: the guest already runs on the destination.
+                self._event("abort_refused", reason="post-copy already started")
+            elif self._try("abort", self.domain.abortJob):
+                self.aborted = True
+        elif action == "suspend":
+            self.suspended = self._try("suspend", self.domain.suspend)
+        elif not self.postcopy_requested:
+            # timeout_action=postcopy; refused now, _want_postcopy retries it at the next polls.
+            self._request_postcopy()
+
+    # results ------------------------------------------------------------------------------------------------
+    def mode(self, stats):
+        """The mode that finished the job."""
+        return "postcopy" if self.postcopy_started or (stats.get("memory_postcopy_requests") or 0) > 0 else "precopy"
+
+    def statistics(self, destination_stats=None):
+        """The job's figures: from the job-completed event, else the destination's completed job, else the last
+        sample seen (then without downtime)."""
+        for origin, stats in (("job_completed_event", self.completed), ("destination", destination_stats), ("last_sample", self.last_stats)):
+            if stats and stats.get("type", libvirt.VIR_DOMAIN_JOB_COMPLETED) != libvirt.VIR_DOMAIN_JOB_NONE:
+                break
+        else:
+            origin, stats = "none", {}
+        return {
+            "mode": self.mode(stats),
+            "total_time_ms": stats.get("time_elapsed"),
+            "downtime_ms": stats.get("downtime"),
+            "setup_time_ms": stats.get("setup_time"),
+            "data_total_bytes": stats.get("data_total"),
+            "data_processed_bytes": stats.get("data_processed"),
+            "data_remaining_bytes": stats.get("data_remaining"),
+            "memory_transferred_bytes": stats.get("memory_processed"),
+            "memory_bps": stats.get("memory_bps"),
+            "memory_dirty_rate": stats.get("memory_dirty_rate"),
+            "iterations": stats.get("memory_iteration"),
+            "postcopy_requests": stats.get("memory_postcopy_requests"),
+            "wall_time_ms": self.wall_time_ms,
+            "statistics_from": origin,
+            "progress": self.progress,
+            "events": self.events,
+        }
+
+
+def register_events(conn, uuid, migration):
+    """Route the lifecycle and job-completed events of the guest ``uuid`` on ``conn`` to ``migration``; the callback
+    ids, empty where the connection delivers no events (then the monitor relies on polling alone)."""
+    callbacks = (
+        (_const("VIR_DOMAIN_EVENT_ID_LIFECYCLE"), lambda _c, _d, event, detail, _o: migration.on_lifecycle(event, detail)),
+        (_const("VIR_DOMAIN_EVENT_ID_JOB_COMPLETED"), lambda _c, _d, stats, _o: migration.on_job_completed(stats)),
+    )
+    ids = []
+    try:
+        domain = conn.lookupByUUIDString(uuid)
+        for event_id, callback in callbacks:
+            ids.append(conn.domainEventRegisterAny(domain, event_id, callback, None))
+    except (AttributeError, TypeError, libvirt.libvirtError):
+        deregister_events(conn, ids)
+        return []
+    return ids
+
+
+def deregister_events(conn, ids):
+    for callback_id in ids:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.domainEventDeregisterAny(callback_id)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Failures
+
+
+def probe(uri, timeout):
+    """How the daemon at ``uri`` answers now: ('ok' | 'down' | 'unreachable' | 'error', libvirt's message).
+
+    'down': the host answers but nothing listens (the daemon is gone); 'unreachable': no route or no answer."""
+    try:
+        conn = _libvirt.connect(uri, timeout)
+    except ConnectionFailed as error:
+        return probe_kind(error.msg), _connect_reason(error)
+    with contextlib.suppress(Exception):
+        conn.close()
+    return "ok", ""
+
+
+def probe_kind(message):
+    text = message.lower()
+    if any(word in text for word in _DOWN_WORDS):
+        return "down"
+    if any(word in text for word in _UNREACHABLE_WORDS):
+        return "unreachable"
+    return "error"
+
+
+def _connect_reason(error):
+    """A ConnectionFailed message without the option name that _libvirt.connect puts first."""
+    return error.msg.split(": ", 1)[1] if error.msg.startswith("uri: ") else error.msg
+
+
+def classify(migration, reason, probed):
+    """(cause, message) for a failed migration, from libvirt's ``reason``, what the monitor saw and ``probed``,
+    the destination's answer to a fresh connection after the failure (see ``probe``)."""
+    kind, probe_message = probed
+    dest = migration.dest_uri
+    if migration.postcopy_started:
+        return "postcopy_failed", (
+            "post-copy had already started, so the guest cannot roll back to the source: its memory is split between "
+            "source and destination. It stays paused until the migration is resumed (libvirt's post-copy recovery, "
+            "VIR_MIGRATE_POSTCOPY_RESUME) once %s is reachable again, or it is lost if that host is gone. libvirt: %s." % (dest, reason))
+    if migration.aborted:
+        return "timeout", "timeout: the migration did not finish within %g s and was aborted (timeout_action=abort)." % migration.settings["timeout"]
+    if not migration.transferring and any(word in reason.lower() for word in _CONNECT_WORDS):
+        return "destination_unreachable", "destination unreachable: the source daemon could not reach %s (dest_uri): %s." % (dest, reason)
+    # Otherwise the daemons had been talking (the error is not one of connecting), so the destination went away since.
+    if kind == "down":
+        return "destination_died", ("the destination daemon died mid-migration: %s no longer accepts connections (%s); libvirt: %s."
+                                    % (dest, probe_message, reason))
+    if kind == "unreachable":
+        return "link_cut", ("the migration link was cut mid-migration: %s cannot be reached any more (%s); libvirt: %s."
+                            % (dest, probe_message, reason))
+    return "failed", "migration failed: %s." % reason
+
+
+def source_outcome(conn, uuid, hostname, was_persistent, migration):
+    """After a failure: where the guest is on the source, resumed if this module suspended it; a sentence for
+    the message and the state word."""
+    try:
+        domain = conn.lookupByUUIDString(uuid)
+        state, reason = domain.state()
+        if (state == libvirt.VIR_DOMAIN_PAUSED and migration.suspended and not migration.postcopy_started
+                and reason != _const("VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", 13)):
+            # The timeout action paused it; with the migration failed it must run again where it is.
+            domain.resume()
+            state, reason = domain.state()
+        word = _libvirt.DOMAIN_STATES.get(state, "unknown")
+        persistent = bool(domain.isPersistent())
+    except libvirt.libvirtError as error:
+        return "unknown", "Could not check the guest on %s afterwards: %s." % (hostname, _libvirt.error_message(error))
+    definition = "its definition intact" if persistent or not was_persistent else "its persistent definition gone"
+    if word == "running":
+        return word, "The guest is still running on %s, %s." % (hostname, definition)
+    return word, "The guest is %s on %s, %s." % (word, hostname, definition)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The task
+
+
+def _connect_destination(uri, timeout, src_conn, name):
+    """The destination connection; failing that, an error that also says the guest was left where it is."""
+    try:
+        return _libvirt.connect(uri, timeout)
+    except ConnectionFailed as error:
+        reason = _connect_reason(error)
+    try:
+        where = "guest '%s' was not moved; it is %s on the source" % (name, _libvirt.domain_state(src_conn.lookupByName(name)))
+    except (VirtError, libvirt.libvirtError):
+        where = "nothing was moved"
+    raise VirtError("dest_uri: destination unreachable: %s; %s." % (reason, where), cause="destination_unreachable")
+
+
+def _completed_stats(conn, uuid):
+    """The destination's record of the finished incoming job (libvirt keeps one after a pre-copy migration)."""
+    try:
+        return conn.lookupByUUIDString(uuid).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    except libvirt.libvirtError:
+        return {}
+
+
+def migrate(params, check_mode=False):
+    """Migrate the guest ``params['name']`` from ``uri`` to ``dest_uri``; the module's result (without diff).
+
+    Raises InvalidOption for bad input (before anything moves) and VirtError with ``cause`` when the migration
+    fails; the message then says where the guest is."""
+    validate(params)
+    typed = migration_params(params)
+    with _libvirt.connection(params["uri"], params["connect_timeout"]) as src_conn:
+        dest_conn = _connect_destination(params["dest_uri"], params["connect_timeout"], src_conn, params["name"])
+        try:
+            source = host_identity(src_conn, params["uri"])
+            destination = host_identity(dest_conn, params["dest_uri"])
+            if same_host(source, destination):
+                raise InvalidOption("dest_uri", "'%s' reaches the same host as uri (%s, host UUID %s); name another host"
+                                    % (params["dest_uri"], source["hostname"], source["uuid"]))
+            action, domain = locate(params["name"], src_conn, dest_conn, source, destination)
+            result = {"name": params["name"], "uuid": domain.UUIDString(), "source": source, "destination": destination,
+                      "plan": {"flags": flag_names(params), "parameters": typed}}
+            if action == "done":
+                result.update(changed=False, state=_libvirt.domain_state(domain),
+                              msg="guest '%s' already runs on %s" % (params["name"], destination["hostname"]))
+                return result
+            result["changed"] = True
+            if check_mode:
+                result.update(state=_libvirt.domain_state(domain), msg="guest '%s' would move from %s to %s" % (
+                    params["name"], source["hostname"], destination["hostname"]))
+                return result
+            was_persistent = bool(_libvirt.call("reading guest '%s'" % params["name"], domain.isPersistent))
+            migration = Migration(domain, params["dest_uri"], params)
+            _run_with_events(migration, params)
+            if migration.error is not None:
+                reason = _libvirt.error_message(migration.error)
+                cause, message = classify(migration, reason, probe(params["dest_uri"], params["connect_timeout"]))
+                state, where = source_outcome(src_conn, result["uuid"], source["hostname"], was_persistent, migration)
+                raise VirtError("%s %s" % (message, where), cause=cause, source_state=state, libvirt_error=reason,
+                                migration=migration.statistics())
+            result["migration"] = migration.statistics(None if migration.completed else _completed_stats(dest_conn, result["uuid"]))
+            result["state"] = _destination_state(dest_conn, result["uuid"])
+            result["msg"] = "guest '%s' moved from %s to %s in %s ms (%s)" % (
+                params["name"], source["hostname"], destination["hostname"], migration.wall_time_ms, result["migration"]["mode"])
+            return result
+        finally:
+            close_soon(dest_conn)
+
+
+def _run_with_events(migration, params):
+    """Run the migration with the guest's events routed to it where the source delivers events."""
+    events_conn = event_connection(params["uri"], params["connect_timeout"])
+    if events_conn is None:
+        migration.run()
+        return
+    try:
+        callback_ids = register_events(events_conn, migration.domain.UUIDString(), migration)
+        try:
+            migration.run(events=bool(callback_ids))
+        finally:
+            deregister_events(events_conn, callback_ids)
+    finally:
+        with contextlib.suppress(Exception):
+            events_conn.close()
+
+
+def close_soon(conn, wait=2.0):
+    """Close a connection without hanging on a dead peer: closing sends a message and waits for the answer, which
+    over a cut link comes only when TCP gives up. The close is left to a daemon thread after ``wait`` seconds."""
+    def closer():
+        with contextlib.suppress(Exception):
+            conn.close()
+    thread = threading.Thread(target=closer, name="close", daemon=True)
+    thread.start()
+    thread.join(wait)
+
+
+def _destination_state(conn, uuid):
+    try:
+        return _libvirt.domain_state(conn.lookupByUUIDString(uuid))
+    except (VirtError, libvirt.libvirtError):
+        return "unknown"

@@ -1,0 +1,327 @@
+"""arctictern.virt.migrate and playbooks/migrate.yml against the lab: real live migrations between hv1 and hv2.
+
+One guest (booted once for the module) moves back and forth: in every mode, in check mode, twice for
+idempotence, through the playbook, and through every fault the module must survive: destination unreachable,
+destination daemon killed mid-migration, migration link cut, timeout. After each step the guest must answer the
+client at once (one request, no waiting for ARP to expire), with its request counter continuing and the same boot
+id: the same running guest, not a rebooted one. Where the guest runs is checked with libvirt-python on the
+daemons' root sockets. Tests run in file order; each starts by putting the guest where it needs it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import signal
+import time
+
+import libvirt
+import pytest
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
+from lab.ansible import client_http
+from lab.daemon import HypervisorDaemon
+from lab.topology import host as lab_host
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+# Lookups of a guest that is not on a host are expected here; libvirt would print each one to stderr.
+libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
+
+OTHER = {"hv1": "hv2", "hv2": "hv1"}
+TIMINGS = []
+
+
+def note(what, seconds, **figures):
+    """Keep a timing for the summary printed at the end of the module (pytest -s shows it)."""
+    TIMINGS.append((what, seconds, figures))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def timing_summary():
+    yield
+    print("\nmigration timings:")
+    for what, seconds, figures in TIMINGS:
+        print("  %-38s %6.1f s  %s" % (what, seconds, " ".join("%s=%s" % item for item in figures.items())))
+
+
+@pytest.fixture(scope="module", name="vm")
+def fixture_vm(module_guests):
+    """A guest booted on hv1, with what its agent said last (counter and boot id)."""
+    started = time.monotonic()
+    booted = module_guests.boot("hv1", "t-mig-%s" % os.urandom(3).hex())
+    note("boot", time.monotonic() - started)
+    answer = client_http(booted["address"])["answer"]
+    return {"name": booted["name"], "address": booted["address"], "boot": answer["boot"], "counter": int(answer["counter"])}
+
+
+def where(lab, name):
+    """{host: state word} of every hypervisor that has the guest, looked at through our own connections."""
+    found = {}
+    for host in ("hv1", "hv2"):
+        conn = libvirt.open(lab["hosts"][host]["uri"])
+        try:
+            dom = conn.lookupByName(name)
+            found[host] = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused"}.get(dom.state()[0], "other")
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+        finally:
+            conn.close()
+    return found
+
+
+def assert_alive(vm, label):
+    """One request from the client, at once: the same guest (boot id) answers, its counter has gone on."""
+    reply = client_http(vm["address"])
+    assert reply["ok"], "%s: the guest did not answer at once: %s" % (label, reply)
+    answer = reply["answer"]
+    assert answer["boot"] == vm["boot"], "%s: the guest rebooted" % label
+    assert int(answer["counter"]) > vm["counter"], "%s: the counter went back (%s after %s)" % (label, answer["counter"], vm["counter"])
+    vm["counter"] = int(answer["counter"])
+    return answer
+
+
+def migrate(ansible, lab, vm, source, **options):
+    """Run the module on ``source`` to move the guest to the other hypervisor; returns (result, seconds)."""
+    target = OTHER[source]
+    args = dict(name=vm["name"], dest_uri=lab["hosts"][target]["migration_uri"],
+                migrate_uri="tcp://%s" % lab["hosts"][target]["link_address"])
+    args.update(options)
+    started = time.monotonic()
+    result = ansible.module(source, "migrate", **args)
+    return result, time.monotonic() - started
+
+
+def place(ansible, lab, vm, host):
+    """Put the guest on ``host`` (a plain migration if it is elsewhere)."""
+    if OTHER[host] in where(lab, vm["name"]):
+        result, _seconds = migrate(ansible, lab, vm, OTHER[host])
+        assert not result.get("failed"), result.get("msg")
+    assert where(lab, vm["name"]) == {host: "running"}
+
+
+def dirty(vm, mib):
+    """Start (mib > 0) or stop the guest's memory dirtier. The agent's forked dirtier keeps the request's socket
+    open, so the reply never ends: the request is sent and the read times out."""
+    client_http(vm["address"], path="/dirty?mib=%d" % mib)
+
+
+def wait_for_transfer(lab, name, host="hv1", timeout=60):
+    """Block until the outgoing migration of ``name`` on ``host`` is sending memory."""
+    conn = libvirt.open(lab["hosts"][host]["uri"])
+    try:
+        dom = conn.lookupByName(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = dom.jobStats()
+            if stats.get("memory_iteration", 0) >= 1 and stats.get("data_processed", 0) > 0:
+                return stats
+            time.sleep(0.1)
+    finally:
+        conn.close()
+    raise AssertionError("the migration of %s never started sending memory" % name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input, check mode, the three modes, idempotence
+
+
+def test_bad_input_fails_clearly(ansible, lab, vm):
+    cases = [
+        (dict(name="no-such-guest-%s" % vm["name"]), "name: no guest named"),
+        # hv1's own daemon, reached over TCP: another URI, the same host.
+        (dict(dest_uri=lab["hosts"]["hv1"]["migration_uri"]), "dest_uri: '%s' reaches the same host as uri (hv1" % lab["hosts"]["hv1"]["migration_uri"]),
+        (dict(bandwidth=-100), "bandwidth: must be greater than 0, got -100"),
+        (dict(mode="warp"), "value of mode must be one of: precopy, postcopy, auto, got: warp"),
+    ]
+    for options, words in cases:
+        result, _seconds = migrate(ansible, lab, vm, "hv1", **options)
+        assert result.get("failed"), options
+        assert words in result["msg"], result["msg"]
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+    assert_alive(vm, "after bad input")
+
+
+def test_check_mode_moves_nothing(ansible, lab, vm):
+    result = ansible.module("hv1", "migrate", check=True, diff=True, name=vm["name"],
+                            dest_uri=lab["hosts"]["hv2"]["migration_uri"])
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] and result["msg"] == "guest '%s' would move from hv1 to hv2" % vm["name"]
+    assert result["diff"] == {"before": {"name": vm["name"], "host": "hv1"}, "after": {"name": vm["name"], "host": "hv2"}}
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+
+
+def test_precopy_moves_the_running_guest_and_is_idempotent(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    result, seconds = migrate(ansible, lab, vm, "hv1", max_downtime=300)
+    # At once, before anything else: QEMU's self-announce has taught the LAN where the guest is now.
+    answer = assert_alive(vm, "right after pre-copy")
+    assert not result.get("failed"), result.get("msg")
+    stats = result["migration"]
+    note("precopy hv1->hv2 (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
+         downtime_ms=stats["downtime_ms"], iterations=stats["iterations"])
+    assert result["changed"] and stats["mode"] == "precopy" and result["state"] == "running"
+    assert stats["statistics_from"] == "job_completed_event" and stats["downtime_ms"] is not None
+    assert stats["data_remaining_bytes"] == 0 and stats["memory_transferred_bytes"] > 0
+    assert answer["name"] == vm["name"]
+    assert where(lab, vm["name"]) == {"hv2": "running"}, "persist_dest and undefine_source: only hv2 has it"
+
+    again, seconds = migrate(ansible, lab, vm, "hv1", max_downtime=300)
+    note("precopy again (no change)", seconds)
+    assert not again.get("failed"), again.get("msg")
+    assert not again["changed"] and again["msg"] == "guest '%s' already runs on hv2" % vm["name"]
+    assert where(lab, vm["name"]) == {"hv2": "running"}
+
+
+def test_postcopy_moves_the_guest_back(ansible, lab, vm):
+    place(ansible, lab, vm, "hv2")
+    # A bandwidth cap gives the job time to switch before pre-copy would be done anyway.
+    result, seconds = migrate(ansible, lab, vm, "hv2", mode="postcopy", bandwidth=20)
+    assert_alive(vm, "right after post-copy")
+    assert not result.get("failed"), result.get("msg")
+    stats = result["migration"]
+    note("postcopy hv2->hv1 (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
+         downtime_ms=stats["downtime_ms"], postcopy_requests=stats["postcopy_requests"])
+    assert stats["mode"] == "postcopy"
+    assert [event["event"] for event in stats["events"]][:2] == ["postcopy_requested", "postcopy_started"]
+    assert "postcopy" in result["plan"]["flags"]
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+
+
+def test_auto_switches_a_busy_guest_to_postcopy(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    dirty(vm, 32)
+    try:
+        assert assert_alive(vm, "dirtying")["dirty"] == "1"
+        result, seconds = migrate(ansible, lab, vm, "hv1", mode="auto", postcopy_after=2, bandwidth=10)
+        assert_alive(vm, "right after auto")
+    finally:
+        dirty(vm, 0)
+    assert not result.get("failed"), result.get("msg")
+    stats = result["migration"]
+    note("auto hv1->hv2, dirtying (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
+         downtime_ms=stats["downtime_ms"])
+    requested = next(event for event in stats["events"] if event["event"] == "postcopy_requested")
+    assert requested["time_ms"] >= 2000, "not before postcopy_after"
+    assert stats["mode"] == "postcopy" and len(stats["progress"]) >= 2
+    assert where(lab, vm["name"]) == {"hv2": "running"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Faults: each must leave the guest running on hv1, answering, with a message that names the cause
+
+
+def test_unreachable_destination(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    result, seconds = migrate(ansible, lab, vm, "hv1", dest_uri="qemu+tcp://198.18.1.99/system", migrate_uri="tcp://198.18.1.99")
+    note("fault: destination unreachable", seconds)
+    assert result.get("failed")
+    assert result["cause"] == "destination_unreachable"
+    assert result["msg"].startswith("dest_uri: destination unreachable: cannot connect to libvirt at 'qemu+tcp://198.18.1.99/system'")
+    assert result["msg"].endswith("guest '%s' was not moved; it is running on the source." % vm["name"])
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+    assert_alive(vm, "after an unreachable destination")
+
+
+def _migrate_in_background(ansible, lab, vm, **options):
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    return pool, pool.submit(migrate, ansible, lab, vm, "hv1", **options)
+
+
+def test_destination_daemon_killed_mid_migration(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    daemon = HypervisorDaemon(lab_host("hv2"))
+    pool, future = _migrate_in_background(ansible, lab, vm, bandwidth=2)
+    try:
+        wait_for_transfer(lab, vm["name"])
+        os.kill(daemon.pid(), signal.SIGKILL)
+        result, seconds = future.result(timeout=300)
+    finally:
+        pool.shutdown(wait=True)
+        daemon.start()
+    note("fault: destination daemon killed", seconds)
+    assert result.get("failed")
+    assert result["cause"] == "destination_died", result["msg"]
+    assert "the destination daemon died mid-migration" in result["msg"]
+    assert result["msg"].endswith("The guest is still running on hv1, its definition intact.")
+    assert result["source_state"] == "running"
+    assert_alive(vm, "after the destination daemon died")
+    # The restarted daemon finds the half-received guest and kills it: only hv1 has the guest.
+    deadline = time.monotonic() + 30
+    while where(lab, vm["name"]) != {"hv1": "running"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+
+
+@contextlib.contextmanager
+def link_down(netns="atv-hv1", ifname="mig0"):
+    """Take the migration link down in a hypervisor's namespace; always bring it back."""
+    with netlink.open_ipr(netns) as ipr:
+        index = netlink.link_index(ipr, ifname)
+        ipr.link("set", index=index, state="down")
+        try:
+            yield
+        finally:
+            ipr.link("set", index=index, state="up")
+
+
+def test_migration_link_cut_mid_migration(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    pool, future = _migrate_in_background(ansible, lab, vm, bandwidth=2)
+    try:
+        wait_for_transfer(lab, vm["name"])
+        with link_down():
+            # libvirt notices through the keepalive between the daemons (5 s x 5 by default).
+            result, seconds = future.result(timeout=300)
+    finally:
+        pool.shutdown(wait=True)
+    note("fault: link cut", seconds)
+    assert result.get("failed")
+    assert result["cause"] == "link_cut", result["msg"]
+    assert "the migration link was cut mid-migration" in result["msg"]
+    assert result["msg"].endswith("The guest is still running on hv1, its definition intact.")
+    assert_alive(vm, "after the link cut")
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+
+
+def test_timeout_aborts_a_migration_that_does_not_converge(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    dirty(vm, 32)
+    try:
+        result, seconds = migrate(ansible, lab, vm, "hv1", bandwidth=2, timeout=5)
+    finally:
+        dirty(vm, 0)
+    note("fault: timeout 5 s, abort", seconds)
+    assert result.get("failed")
+    assert result["cause"] == "timeout"
+    assert result["msg"] == ("timeout: the migration did not finish within 5 s and was aborted (timeout_action=abort). "
+                             "The guest is still running on hv1, its definition intact.")
+    timeout_event = next(event for event in result["migration"]["events"] if event["event"] == "timeout")
+    assert 5000 <= timeout_event["time_ms"] < 7000
+    assert_alive(vm, "after the timeout")
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The playbook
+
+
+def test_migrate_playbook(ansible, lab, vm):
+    place(ansible, lab, vm, "hv1")
+    started = time.monotonic()
+    proc = ansible.playbook("playbooks/migrate.yml", {"guests": [vm["name"]], "target": "hv2"})
+    note("migrate.yml hv1->hv2", time.monotonic() - started)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert_alive(vm, "after migrate.yml")
+    assert "%s: hv1 -> hv2 (precopy" % vm["name"] in proc.stdout
+    assert where(lab, vm["name"]) == {"hv2": "running"}
+
+    again = ansible.playbook("playbooks/migrate.yml", {"guests": [vm["name"]], "target": "hv2"})
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "%s: already on hv2" % vm["name"] in again.stdout
+    assert "changed=1" not in again.stdout
+
+    missing = ansible.playbook("playbooks/migrate.yml", {"guests": ["no-such-guest-%s" % vm["name"]], "target": "hv2"})
+    assert missing.returncode != 0
+    assert "Not running on any hypervisor: no-such-guest-%s" % vm["name"] in missing.stdout
