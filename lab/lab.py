@@ -133,11 +133,19 @@ def up(log=print):
     return state
 
 
-def _write_interpreter(host, enter):
-    """A Python interpreter that runs inside the host: Ansible's ansible_python_interpreter for it."""
+def _write_interpreter(host, enter, inside):
+    """A Python interpreter that runs inside the host: Ansible's ansible_python_interpreter for it.
+
+    ``inside`` is what /proc/self/ns/... reads once in the host (e.g. ``mnt:[4026532246]``): a process already
+    there (Ansible's async wrapper re-executes the interpreter) runs Python directly, since the namespace files
+    that nsenter opens are not visible from inside."""
     BIN_DIR.mkdir(parents=True, exist_ok=True)
     path = BIN_DIR / ("%s-python" % host.name)
-    path.write_text("#!/bin/sh\nexec %s %s \"$@\"\n" % (shlex.join(enter), shlex.quote(sys.executable)))
+    python = shlex.quote(sys.executable)
+    kind = inside.split(":", 1)[0]
+    path.write_text("#!/bin/sh\n# Python inside lab host %s (written by python -m lab up).\n"
+                    "if [ \"$(readlink /proc/self/ns/%s)\" = '%s' ]; then exec %s \"$@\"; fi\n"
+                    "exec %s %s \"$@\"\n" % (host.name, kind, inside, python, shlex.join(enter), python))
     path.chmod(0o755)
     return str(path)
 
@@ -145,7 +153,12 @@ def _write_interpreter(host, enter):
 def _describe(host):
     daemon = HypervisorDaemon(host) if host.is_hypervisor else None
     # Hypervisors: the host's network, mount and UTS namespaces; other hosts have only a network namespace.
-    enter = daemon.namespaces.nsenter_argv() if daemon else ["nsenter", "--net=/run/netns/%s" % host.netns, "--"]
+    if daemon:
+        enter = daemon.namespaces.nsenter_argv()
+        inside = "mnt:[%d]" % os.stat(daemon.namespaces.mnt).st_ino
+    else:
+        enter = ["nsenter", "--net=/run/netns/%s" % host.netns, "--"]
+        inside = "net:[%d]" % os.stat("/run/netns/%s" % host.netns).st_ino
     return {
         "netns": host.netns,
         "lan_address": host.lan_address,
@@ -154,7 +167,7 @@ def _describe(host):
         "migration_uri": host.migration_uri if daemon else None,
         "daemon_pid": daemon.pid() if daemon else None,
         "enter": enter,
-        "python": _write_interpreter(host, enter),
+        "python": _write_interpreter(host, enter, inside),
     }
 
 

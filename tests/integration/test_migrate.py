@@ -322,6 +322,13 @@ def test_migrate_playbook(ansible, lab, vm):
     assert "%s: already on hv2" % vm["name"] in again.stdout
     assert "changed=1" not in again.stdout
 
+    # Back as an async task, the way a long migration is run: Ansible polls the job until it ends.
+    back = ansible.playbook("playbooks/migrate.yml", {"guests": [vm["name"]], "target": "hv1", "migrate_async_seconds": 120})
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
+    assert "%s: hv2 -> hv1 (precopy" % vm["name"] in back.stdout
+    assert_alive(vm, "after an async migrate.yml")
+    assert where(lab, vm["name"]) == {"hv1": "running"}
+
     missing = ansible.playbook("playbooks/migrate.yml", {"guests": ["no-such-guest-%s" % vm["name"]], "target": "hv2"})
     assert missing.returncode != 0
     assert "Not running on any hypervisor: no-such-guest-%s" % vm["name"] in missing.stdout
