@@ -53,7 +53,11 @@ static void dirty_memory(long mib) {
 
 static void set_dirtier(long mib) {
     if (dirtier > 0) { kill(dirtier, SIGKILL); waitpid(dirtier, NULL, 0); dirtier = 0; }
-    if (mib > 0 && (dirtier = fork()) == 0) dirty_memory(mib);
+    if (mib > 0 && (dirtier = fork()) == 0) {
+        /* The child must not hold the client's connection (its answer would never end) nor the listeners. */
+        for (int fd = 3; fd < MAX_FDS + 16; fd++) close(fd);
+        dirty_memory(mib);
+    }
 }
 
 static void answer_http(int fd) {

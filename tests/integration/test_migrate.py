@@ -102,9 +102,9 @@ def place(ansible, lab, vm, host):
 
 
 def dirty(vm, mib):
-    """Start (mib > 0) or stop the guest's memory dirtier. The agent's forked dirtier keeps the request's socket
-    open, so the reply never ends: the request is sent and the read times out."""
-    client_http(vm["address"], path="/dirty?mib=%d" % mib)
+    """Start (mib > 0) or stop the guest's memory dirtier."""
+    answer = client_http(vm["address"], path="/dirty?mib=%d" % mib)
+    assert answer["ok"] and answer["answer"]["dirty"] == ("1" if mib else "0"), answer
 
 
 def wait_for_transfer(lab, name, host="hv1", timeout=60):
