@@ -46,7 +46,7 @@ static int listener(int type, int port) {
 
 static void dirty_memory(long mib) {
     size_t size = (size_t)mib << 20;
-    unsigned char *buf = malloc(size);
+    volatile unsigned char *buf = malloc(size);  /* volatile: the stores are the point, keep them */
     for (unsigned char value = 1;; value++)
         for (size_t i = 0; i < size; i += 4096) buf[i] = value;
 }
