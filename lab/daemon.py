@@ -49,8 +49,11 @@ class HypervisorDaemon:
     def prepare(self):
         """Private directories and configuration; idempotent (keeps a running daemon's state)."""
         state = self.host.state_dir
-        for sub in PRIVATE_DIRS:
+        for sub, real in PRIVATE_DIRS.items():
             (state / sub).mkdir(parents=True, exist_ok=True)
+            # The package's directory skeleton (e.g. /var/log/libvirt/qemu), which libvirtd expects to exist.
+            for directory, _subdirs, _files in os.walk(real):
+                (state / sub / os.path.relpath(directory, real)).mkdir(parents=True, exist_ok=True)
         etc = state / "etc"
         if not (etc / "libvirtd.conf").exists():
             shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True)
