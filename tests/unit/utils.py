@@ -73,3 +73,14 @@ def run_module(main, args, check_mode=False, diff=False):
         except AnsibleExitJson as done:
             return done.result
     raise AssertionError("the module returned without calling exit_json or fail_json")
+
+
+def result_of(main, args):
+    """Like run_module, with check and diff mode given as ``_ansible_check_mode``/``_ansible_diff`` in ``args``, and
+    a failure returned as its result dict (``failed: True``) instead of raised: for tests that compare results."""
+    args = dict(args)
+    check_mode, diff = args.pop("_ansible_check_mode", False), args.pop("_ansible_diff", False)
+    try:
+        return run_module(main, args, check_mode, diff)
+    except AnsibleFailJson as failed:
+        return failed.result

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import threading
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import libvirt
 
+from ansible_collections.arctictern.virt.plugins.module_utils import _migration
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import KVM_CAPABILITIES, FakeDomain, libvirt_error
 
 MIB = 1024 * 1024
@@ -236,3 +238,14 @@ def params(**overrides):
                 copy_storage="none", timeout=None, timeout_action="abort", uri=SRC_URI, connect_timeout=10.0)
     base.update(overrides)
     return base
+
+
+def migration_world(fake_libvirt, monkeypatch):
+    """hv1 (source, SRC_URI) and hv2 (destination) with distinct host UUIDs, a fake clock and no events."""
+    clock = FakeClock()
+    monkeypatch.setattr(_migration, "CLOCK", clock)
+    monkeypatch.setattr(_migration, "POLL_INTERVAL", 0.001)
+    monkeypatch.setattr(_migration, "event_connection", lambda uri, timeout: None)
+    src = fake_libvirt.add(SRC_URI, hostname="hv1")
+    dest = fake_libvirt.add(DEST_URI, capabilities=HV2_CAPABILITIES, hostname="hv2")
+    return SimpleNamespace(registry=fake_libvirt, src=src, dest=dest, clock=clock, hosts={DEST_URI: dest})

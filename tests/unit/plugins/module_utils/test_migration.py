@@ -16,7 +16,7 @@ from ansible_collections.arctictern.virt.plugins.module_utils import _migration
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
-    DEST_URI, HV1_UUID, HV2_CAPABILITIES, HV2_UUID, MIB, SRC_URI, FakeClock, FakeEvents, FakeJob, add_migrating, params)
+    DEST_URI, HV1_UUID, HV2_UUID, MIB, SRC_URI, FakeEvents, FakeJob, add_migrating, migration_world, params)
 
 BASE_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
 SOCKET_CLOSED = "internal error: client socket is closed"
@@ -24,14 +24,7 @@ SOCKET_CLOSED = "internal error: client socket is closed"
 
 @pytest.fixture(name="world")
 def fixture_world(fake_libvirt, monkeypatch):
-    """hv1 (source, qemu:///system) and hv2 (destination) with distinct host UUIDs, a fake clock, no events."""
-    clock = FakeClock()
-    monkeypatch.setattr(_migration, "CLOCK", clock)
-    monkeypatch.setattr(_migration, "POLL_INTERVAL", 0.001)
-    monkeypatch.setattr(_migration, "event_connection", lambda uri, timeout: None)
-    src = fake_libvirt.add(SRC_URI, hostname="hv1")
-    dest = fake_libvirt.add(DEST_URI, capabilities=HV2_CAPABILITIES, hostname="hv2")
-    return SimpleNamespace(registry=fake_libvirt, src=src, dest=dest, clock=clock, hosts={DEST_URI: dest})
+    return migration_world(fake_libvirt, monkeypatch)
 
 
 def guest(world, job=None, **kwargs):

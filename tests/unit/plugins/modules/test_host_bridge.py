@@ -15,22 +15,14 @@ import secrets
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as nl
-from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
 from ansible_collections.arctictern.virt.plugins.modules import host_bridge
+from ansible_collections.arctictern.virt.tests.unit.utils import result_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 BRIDGE = "atvbr-c0"
 UPLINK_ADDRESSES = ["10.9.0.1/24", "10.9.0.2/24", "fd00:9::1/64"]
-
-
-class ModuleExit(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
 
 
 @pytest.fixture
@@ -63,25 +55,11 @@ def host(namespaces):
 
 
 @pytest.fixture
-def run(monkeypatch, namespaces):
-    """run(**args) -> the module's result dict (failed=True on fail_json)."""
+def run(run_module, monkeypatch, namespaces):  # pylint: disable=unused-argument
+    """run(**args) -> the module's result dict (failed=True on fail_json); the run_module fixture patches
+    exit_json and fail_json."""
     monkeypatch.setattr(host_bridge, "open_ipr", functools.partial(nl.open_ipr, netns=namespaces["host"]))
-
-    def exit_json(self, **result):
-        raise ModuleExit(result)
-
-    def fail_json(self, msg, **result):
-        raise ModuleExit(dict(result, failed=True, msg=msg))
-
-    monkeypatch.setattr(ArcticternModule, "exit_json", exit_json)
-    monkeypatch.setattr(ArcticternModule, "fail_json", fail_json)
-
-    def runner(**args):
-        with patch_module_args(args), pytest.raises(ModuleExit) as caught:
-            host_bridge.main()
-        return caught.value.result
-
-    return runner
+    return lambda **args: result_of(host_bridge.main, args)
 
 
 def gateways(ipr):

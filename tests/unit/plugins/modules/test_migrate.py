@@ -7,28 +7,22 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _migration
 from ansible_collections.arctictern.virt.plugins.modules import migrate
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
-    DEST_URI, HV2_CAPABILITIES, SRC_URI, FakeClock, FakeJob, add_migrating)
+    DEST_URI, FakeJob, add_migrating, migration_world)
 from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
 
 
 @pytest.fixture(name="hosts")
 def fixture_hosts(fake_libvirt, monkeypatch):
-    clock = FakeClock()
-    monkeypatch.setattr(_migration, "CLOCK", clock)
-    monkeypatch.setattr(_migration, "POLL_INTERVAL", 0.001)
-    monkeypatch.setattr(_migration, "event_connection", lambda uri, timeout: None)
-    src = fake_libvirt.add(SRC_URI, hostname="hv1")
-    dest = fake_libvirt.add(DEST_URI, capabilities=HV2_CAPABILITIES, hostname="hv2")
+    world = migration_world(fake_libvirt, monkeypatch)
 
     def add(job=None, **kwargs):
-        return add_migrating(src, job or FakeJob(), clock, {DEST_URI: dest}, **kwargs)
+        return add_migrating(world.src, job or FakeJob(), world.clock, world.hosts, **kwargs)
 
-    src.add_guest = add
-    return src, dest, fake_libvirt
+    world.src.add_guest = add
+    return world.src, world.dest, fake_libvirt
 
 
 def fails(run_module, args, **kwargs):

@@ -10,19 +10,11 @@ import secrets
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as nl
-from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
 from ansible_collections.arctictern.virt.plugins.modules import route_info
+from ansible_collections.arctictern.virt.tests.unit.utils import result_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-
-
-class ModuleExit(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
 
 
 @pytest.fixture
@@ -46,24 +38,11 @@ def ipr(netns):
 
 
 @pytest.fixture
-def run(monkeypatch, netns):
+def run(run_module, monkeypatch, netns):  # pylint: disable=unused-argument
+    """run(**args) -> the module's result dict (failed=True on fail_json); the run_module fixture patches
+    exit_json and fail_json."""
     monkeypatch.setattr(route_info, "open_ipr", functools.partial(nl.open_ipr, netns=netns))
-
-    def exit_json(self, **result):
-        raise ModuleExit(result)
-
-    def fail_json(self, msg, **result):
-        raise ModuleExit(dict(result, failed=True, msg=msg))
-
-    monkeypatch.setattr(ArcticternModule, "exit_json", exit_json)
-    monkeypatch.setattr(ArcticternModule, "fail_json", fail_json)
-
-    def runner(**args):
-        with patch_module_args(args), pytest.raises(ModuleExit) as caught:
-            route_info.main()
-        return caught.value.result
-
-    return runner
+    return lambda **args: result_of(route_info.main, args)
 
 
 def test_no_default_route_is_null_not_a_failure(ipr):
