@@ -1,5 +1,6 @@
 """Runs the collection's modules and playbooks over the lab inventory, and probes from inside lab hosts, the way
-users do: through Ansible's own command-line tools. Shared by the integration tests and the benchmarks."""
+users do: through Ansible's own command-line tools, and tells where a guest runs. Shared by the integration tests and
+the benchmarks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import libvirt
 
 from lab import lab as lab_control
 
@@ -80,3 +83,19 @@ def client_http(address, host="client", port=80, path="/", wait=0.0):
     proc = run_in(host, "-m", "lab.client", "http", address, "--port", str(port), "--path", path,
                   "--wait", str(wait), timeout=wait + 30)
     return json.loads(proc.stdout)
+
+
+def where(lab, name):
+    """{host: state word} of every hypervisor that has the guest, looked at through our own connections."""
+    found = {}
+    for host in ("hv1", "hv2"):
+        conn = libvirt.open(lab["hosts"][host]["uri"])
+        try:
+            dom = conn.lookupByName(name)
+            found[host] = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused"}.get(dom.state()[0], "other")
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+        finally:
+            conn.close()
+    return found

@@ -20,7 +20,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
-from lab.ansible import client_http
+from lab.ansible import client_http, where
 from lab.daemon import HypervisorDaemon
 from lab.topology import host as lab_host
 
@@ -53,22 +53,6 @@ def fixture_vm(module_guests):
     note("boot", time.monotonic() - started)
     answer = client_http(booted["address"])["answer"]
     return {"name": booted["name"], "address": booted["address"], "boot": answer["boot"], "counter": int(answer["counter"])}
-
-
-def where(lab, name):
-    """{host: state word} of every hypervisor that has the guest, looked at through our own connections."""
-    found = {}
-    for host in ("hv1", "hv2"):
-        conn = libvirt.open(lab["hosts"][host]["uri"])
-        try:
-            dom = conn.lookupByName(name)
-            found[host] = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused"}.get(dom.state()[0], "other")
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
-        finally:
-            conn.close()
-    return found
 
 
 def assert_alive(vm, label):
