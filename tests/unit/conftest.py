@@ -8,13 +8,19 @@ Fixtures:
   fake_libvirt  registry of fake hypervisors by URI: ``fake_libvirt.add(uri, capabilities=XEN_CAPABILITIES)``
   fake_conn     a KVM host at qemu:///system (the default URI of every module)
   run_module    ``run_module(main, args, check_mode=False, diff=False)`` -> result dict; raises AnsibleFailJson
+  scratch_netns ``scratch_netns()`` -> the name of a fresh, empty network namespace (atvtest-c-*), removed with
+                everything in it after the test; the netlink tests need root
 """
 
 from __future__ import annotations
 
+import os
+
 import libvirt
 import pytest
 from ansible.module_utils import basic
+
+from ansible_collections.arctictern.virt.plugins.module_utils import _netlink
 
 from ansible_collections.arctictern.virt.tests.unit import utils
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import FakeLibvirt
@@ -38,3 +44,20 @@ def run_module(monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", utils.exit_json)
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", utils.fail_json)
     return utils.run_module
+
+
+@pytest.fixture
+def scratch_netns():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    made = []
+
+    def make():
+        name = utils.scratch_netns_name()
+        assert _netlink.create_netns(name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        _netlink.remove_netns(name)

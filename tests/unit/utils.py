@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
@@ -84,3 +85,8 @@ def result_of(main, args):
         return run_module(main, args, check_mode, diff)
     except AnsibleFailJson as failed:
         return failed.result
+
+
+def scratch_netns_name():
+    """A name no namespace has yet, in the atvtest-c-* family the lab never uses."""
+    return "atvtest-c-%s" % secrets.token_hex(4)

@@ -6,35 +6,24 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as nl
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, NotFound, VirtError
+from ansible_collections.arctictern.virt.tests.unit.utils import scratch_netns_name
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 
-def scratch_name():
-    return "atvtest-c-%s" % secrets.token_hex(4)
+@pytest.fixture
+def netns(scratch_netns):
+    return scratch_netns()
 
 
 @pytest.fixture
-def netns():
-    """A fresh, empty network namespace, removed (with everything in it) after the test."""
-    name = scratch_name()
-    assert nl.create_netns(name)
-    yield name
-    nl.remove_netns(name)
-
-
-@pytest.fixture
-def other_netns():
-    name = scratch_name()
-    nl.create_netns(name)
-    yield name
-    nl.remove_netns(name)
+def other_netns(scratch_netns):
+    return scratch_netns()
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ def wire(ipr):
 
 
 def test_netns_create_and_remove_are_idempotent():
-    name = scratch_name()
+    name = scratch_netns_name()
     try:
         assert nl.create_netns(name) is True
         assert name in nl.netns_names()
@@ -76,7 +65,7 @@ def test_netns_bad_names_are_refused(bad):
 
 
 def test_open_ipr_on_missing_namespace_is_not_found_and_creates_nothing():
-    name = scratch_name()
+    name = scratch_netns_name()
     with pytest.raises(NotFound, match="network namespace '%s' does not exist" % name):
         with nl.open_ipr(name):
             pass  # pragma: no cover - never reached
@@ -129,7 +118,7 @@ def test_veth_pair_with_peer_in_another_namespace(ipr, other_netns):
 
 def test_veth_pair_into_missing_namespace_is_not_found(ipr):
     with pytest.raises(NotFound, match="does not exist"):
-        nl.create_veth_pair(ipr, "v0", "v1", peer_netns=scratch_name())
+        nl.create_veth_pair(ipr, "v0", "v1", peer_netns=scratch_netns_name())
     assert not nl.link_exists(ipr, "v0")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 
 import pytest
 
@@ -26,15 +25,8 @@ UPLINK_ADDRESSES = ["10.9.0.1/24", "10.9.0.2/24", "fd00:9::1/64"]
 
 
 @pytest.fixture
-def namespaces():
-    names = {role: "atvtest-c-%s" % secrets.token_hex(4) for role in ("host", "lan")}
-    try:
-        for name in names.values():
-            nl.create_netns(name)
-        yield names
-    finally:
-        for name in names.values():
-            nl.remove_netns(name)
+def namespaces(scratch_netns):
+    return {role: scratch_netns() for role in ("host", "lan")}
 
 
 @pytest.fixture

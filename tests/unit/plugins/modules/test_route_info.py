@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 
 import pytest
 
@@ -18,11 +17,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 
 @pytest.fixture
-def netns():
-    name = "atvtest-c-%s" % secrets.token_hex(4)
-    nl.create_netns(name)
-    yield name
-    nl.remove_netns(name)
+def netns(scratch_netns):
+    return scratch_netns()
 
 
 @pytest.fixture
