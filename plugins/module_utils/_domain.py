@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -39,6 +40,12 @@ CPU_MODES = ("host-model", "host-passthrough", "maximum")
 DEFAULT_MEMORY_MIB = 256
 DEFAULT_VCPUS = 1
 DEFAULT_NIC_MODEL = "virtio"
+# Namespace of the collection's own data in a domain's <metadata>: the static addresses a guest configures itself,
+# as <atv:guest><atv:address nic="MAC">ip/prefix</atv:address></atv:guest>, which guest_info and the inventory read.
+METADATA_NS = "https://arctictern.dev/virt/1"
+ET.register_namespace("atv", METADATA_NS)
+# Changes that libvirt applies to a running guest too, so they never make a restart needed.
+LIVE_CHANGES = ("nics[].addresses",)
 # Options that describe the definition; a task that gives none of them leaves the definition alone.
 DEFINITION_OPTIONS = ("memory", "vcpus", "cpu_model", "machine", "kernel", "initrd", "cmdline", "disks", "nics", "serial_log")
 
@@ -82,6 +89,9 @@ class NicSpec:
     mac: str | None = None
     model: str | None = None
     address: dict | None = dataclasses.field(default=None, compare=False, repr=False)
+    # Static addresses the guest configures on this NIC itself; only recorded in <metadata>, compared apart
+    # (GuestSpec.recorded_addresses) since changing them needs no restart.
+    addresses: list = dataclasses.field(default_factory=list, compare=False)
 
 
 @dataclasses.dataclass
@@ -103,10 +113,17 @@ class GuestSpec:
     nics: list = dataclasses.field(default_factory=list)
     serial_log: str | None = None
     xen_mode: str | None = None
+    # Other tools' <metadata> children, written back as they were.
+    foreign_metadata: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     @property
     def is_xen_pv(self):
         return self.virt_type == "xen" and self.xen_mode == "pv"
+
+    @property
+    def recorded_addresses(self):
+        """[(mac, [ip/prefix, ...]), ...] of the NICs with static addresses, as the metadata records them."""
+        return [(nic.mac, nic.addresses) for nic in self.nics if nic.addresses]
 
 
 # GuestSpec field -> the module option a user would change it with; diff_specs reports option names.
@@ -114,6 +131,7 @@ COMPARED_FIELDS = (
     ("virt_type", "hypervisor"), ("xen_mode", "xen_mode"), ("uuid", "uuid"), ("memory_mib", "memory"),
     ("vcpus", "vcpus"), ("cpu_model", "cpu_model"), ("machine", "machine"), ("loader", "xen_mode"), ("kernel", "kernel"),
     ("initrd", "initrd"), ("cmdline", "cmdline"), ("disks", "disks"), ("nics", "nics"), ("serial_log", "serial_log"),
+    ("recorded_addresses", "nics[].addresses"),
 )
 
 
@@ -269,7 +287,8 @@ def _nics_from_options(spec, entries, current):
             raise InvalidOption(option + ".model", "'%s' is not a NIC model name like virtio or e1000" % model)
         mac = normalize_mac(option + ".mac", entry["mac"]) if entry.get("mac") else None
         nics.append(NicSpec(source_type="network" if network is not None else "bridge",
-                            source=network if network is not None else bridge, mac=mac, model=model))
+                            source=network if network is not None else bridge, mac=mac, model=model,
+                            addresses=_addresses_from_option(option + ".addresses", entry.get("addresses"), nics)))
     used = {}
     for index, nic in enumerate(nics):
         if nic.mac:
@@ -291,10 +310,36 @@ def _nics_from_options(spec, entries, current):
             nic.mac = stable_mac(spec.name, index, attempt)
             attempt += 1
         used[nic.mac] = index
-    addresses = {n.mac: n.address for n in (current.nics if current else [])}
-    for nic in nics:
-        nic.address = copy.deepcopy(addresses.get(nic.mac))
+    defined = {n.mac: n for n in (current.nics if current else [])}
+    for nic, entry in zip(nics, entries):
+        old = defined.get(nic.mac)
+        nic.address = copy.deepcopy(old.address) if old else None
+        if entry.get("addresses") is None and old:
+            nic.addresses = list(old.addresses)  # left out: the NIC keeps the addresses recorded for it
     return nics
+
+
+def _addresses_from_option(option, value, earlier_nics):
+    """Validated ip/prefix strings of one NIC; an address may stand on one NIC only."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidOption(option, "must be a list of addresses like 192.0.2.10/24")
+    taken = {ipaddress.ip_interface(address).ip for nic in earlier_nics for address in nic.addresses}
+    addresses = []
+    for index, item in enumerate(value):
+        text = _text("%s[%d]" % (option, index), item)
+        try:
+            interface = ipaddress.ip_interface(text)
+        except ValueError:
+            raise InvalidOption(option, "'%s' is not an IP address with a prefix length like 192.0.2.10/24" % text) from None
+        if "/" not in text:
+            raise InvalidOption(option, "'%s' needs a prefix length, like %s/24" % (text, text))
+        if interface.ip in taken:
+            raise InvalidOption(option, "%s is given more than once" % interface.ip)
+        taken.add(interface.ip)
+        addresses.append(interface.with_prefixlen)
+    return addresses
 
 
 def default_cpu_model(virt_type):
@@ -440,7 +485,24 @@ def spec_from_xml(xml):
             address=dict(address.attrib) if address is not None else None,
         ))
     spec.serial_log = _chardev_log(root.find("devices/serial")) or _chardev_log(root.find("devices/console"))
+    recorded = {}
+    for mac, address in metadata_addresses(root):
+        recorded.setdefault(mac, []).append(address)
+    for nic in spec.nics:
+        nic.addresses = recorded.get(nic.mac, [])
+    spec.foreign_metadata = [copy.deepcopy(child) for child in root.findall("metadata/*")
+                             if child.tag != "{%s}guest" % METADATA_NS]
     return spec
+
+
+def metadata_addresses(root):
+    """``[(mac, address), ...]`` recorded under the collection's namespace in the domain XML ``root``."""
+    found = []
+    for guest in root.findall("metadata/{%s}guest" % METADATA_NS):
+        for address in guest.findall("{%s}address" % METADATA_NS):
+            if address.get("nic") and address.text:
+                found.append((address.get("nic").lower(), address.text.strip()))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -524,12 +586,37 @@ def _render_console(devices, spec):
     _sub(console, "target", type="serial", port="0")
 
 
+def metadata_element(spec, qualified=True):
+    """The collection's <atv:guest> metadata element for ``spec``, or None when it records nothing.
+
+    Unqualified, the elements have no namespace: setMetadata() takes them so and applies the namespace itself."""
+    if not spec.recorded_addresses:
+        return None
+    tag = ("{%s}%%s" % METADATA_NS) if qualified else "%s"
+    guest = ET.Element(tag % "guest")
+    for mac, addresses in spec.recorded_addresses:
+        for address in addresses:
+            _sub(guest, tag % "address", address, nic=mac)
+    return guest
+
+
+def _render_metadata(root, spec):
+    ours = metadata_element(spec)
+    if ours is None and not spec.foreign_metadata:
+        return
+    metadata = _sub(root, "metadata")
+    metadata.extend(copy.deepcopy(spec.foreign_metadata))
+    if ours is not None:
+        metadata.append(ours)
+
+
 def render_xml(spec):
     """The libvirt domain XML for ``spec``, indented, as a str."""
     root = ET.Element("domain", {"type": spec.virt_type})
     _sub(root, "name", spec.name)
     if spec.uuid:
         _sub(root, "uuid", spec.uuid)
+    _render_metadata(root, spec)
     _sub(root, "memory", str(spec.memory_mib * 1024), unit="KiB")
     _sub(root, "vcpu", str(spec.vcpus), placement="static")
     _render_os(root, spec)
@@ -581,7 +668,7 @@ def describe(spec, state, autostart=None):
     """The ``guest`` return value of the module."""
     nics = []
     for nic in spec.nics:
-        nics.append({"mac": nic.mac, nic.source_type: nic.source, "model": nic.model})
+        nics.append({"mac": nic.mac, nic.source_type: nic.source, "model": nic.model, "addresses": nic.addresses})
     return dict(name=spec.name, uuid=spec.uuid, state=state, memory=spec.memory_mib, vcpus=spec.vcpus,
                 virt_type=spec.virt_type, nics=nics, autostart=autostart)
 
@@ -714,6 +801,15 @@ def inactive_xml(domain):
 def define(conn, spec):
     """Define (or redefine) the guest; returns the domain."""
     return call("defining guest '%s'" % spec.name, conn.defineXML, render_xml(spec))
+
+
+def record_live_addresses(domain, spec):
+    """Give a running guest the recorded addresses of ``spec`` in its live metadata too (define() only changes the
+    definition), so that guest_info sees them before the next boot."""
+    ours = metadata_element(spec, qualified=False)
+    fragment = ET.tostring(ours, encoding="unicode") if ours is not None else None  # None removes the element
+    call("recording the addresses of guest '%s'" % spec.name, domain.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+         fragment, "atv", METADATA_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
 
 def is_active(domain):

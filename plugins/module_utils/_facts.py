@@ -8,11 +8,8 @@ import ipaddress
 import xml.etree.ElementTree as ET
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink
+from ansible_collections.arctictern.virt.plugins.module_utils._domain import metadata_addresses
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
-
-# Namespace of the collection's own data in a domain's <metadata>; the guest module records the static
-# addresses it configured there as <atv:guest><atv:address nic="MAC">ip/prefix</atv:address></atv:guest>.
-METADATA_NS = "https://arctictern.dev/virt/1"
 
 # Where guest addresses can come from; the order given by the caller is the order of preference.
 ADDRESS_SOURCES = ("metadata", "lease", "arp", "agent")
@@ -64,16 +61,6 @@ def _add_address(nic, address):
     # another prefix by a later source (the neighbour table knows no prefix).
     if all(ipaddress.ip_interface(known).ip != interface.ip for known in nic["addresses"]):
         nic["addresses"].append(interface.with_prefixlen)
-
-
-def metadata_addresses(root):
-    """``[(mac, address), ...]`` recorded under the collection's namespace in the domain XML ``root``."""
-    found = []
-    for guest in root.findall("metadata/{%s}guest" % METADATA_NS):
-        for address in guest.findall("{%s}address" % METADATA_NS):
-            if address.get("nic") and address.text:
-                found.append((address.get("nic").lower(), address.text.strip()))
-    return found
 
 
 def _reported_addresses(domain, source):

@@ -156,6 +156,16 @@ options:
           - Defaults to V(virtio) on KVM and QEMU; on Xen it is left out, so that libxl gives the guest a
             paravirtual NIC.
         type: str
+      addresses:
+        description:
+          - Static addresses the guest itself configures on this NIC, as V(address/prefix), for example from its
+            kernel command line or cloud-init. libvirt does not configure guest addresses; the module records these
+            in the guest's C(<metadata>), so that M(arctictern.virt.guest_info) and the P(arctictern.virt.libvirt#inventory)
+            inventory report them at once, even for a guest that is off.
+          - Left out, a NIC keeps the addresses recorded for it (NICs are matched by MAC); an empty list removes them.
+          - Changing them never needs a restart; a running guest's live metadata is updated too.
+        type: list
+        elements: str
   serial_log:
     description:
       - File on the hypervisor that receives the output of the guest's serial console (the Xen console for a Xen
@@ -291,10 +301,10 @@ guest:
       type: bool
       sample: true
     nics:
-      description: The managed NICs, in order; each has C(network) or C(bridge).
+      description: The managed NICs, in order; each has C(network) or C(bridge), and the static C(addresses) recorded for it.
       type: list
       elements: dict
-      sample: [{"mac": "52:54:00:3c:91:0e", "network": "default", "model": "virtio"}]
+      sample: [{"mac": "52:54:00:3c:91:0e", "network": "default", "model": "virtio", "addresses": ["192.0.2.10/24"]}]
 restart_needed:
   description: The guest is running and its definition changed; the change applies from its next boot.
   returned: always
@@ -344,6 +354,7 @@ ARGUMENT_SPEC = dict(
         bridge=dict(type="str"),
         mac=dict(type="str"),
         model=dict(type="str"),
+        addresses=dict(type="list", elements="str"),
     )),
     serial_log=dict(type="path"),
     autostart=dict(type="bool"),
@@ -387,10 +398,13 @@ def _ensure_definition(module, conn, domain, current, result):
     if not diff.changed:
         return domain, desired, created
     try:
-        return domains.define(conn, desired), desired, created
+        domain = domains.define(conn, desired)
     except Exception:
         domains.remove_files(created)
         raise
+    if "nics[].addresses" in diff.changes and domains.is_active(domain):
+        domains.record_live_addresses(domain, desired)
+    return domain, desired, created
 
 
 def _ensure_autostart(module, domain, result):
@@ -482,7 +496,8 @@ def ensure_guest(module):
                 domains.remove_files(created)
                 raise VirtError("%s (the new guest was not kept)" % error.msg, **error.details) from None
             raise
-        result["restart_needed"] = bool(result["changes"]) and was_active and power not in ("shutoff", "crashed")
+        needs_boot = [change for change in result["changes"] if change not in domains.LIVE_CHANGES]
+        result["restart_needed"] = bool(needs_boot) and was_active and power not in ("shutoff", "crashed")
         if domain is not None and not (module.check_mode and result["changes"]):
             result["xml"] = domains.inactive_xml(domain)
             final = domains.spec_from_xml(result["xml"])

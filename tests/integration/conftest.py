@@ -57,11 +57,14 @@ class Guests:
         self.created = []
 
     def options(self, name, address=None, nics=None, **overrides):
-        """guest module options for a lab guest: the lab's kernel and initrd, 128 MiB, one NIC on br0."""
+        """guest module options for a lab guest: the lab's kernel and initrd, 128 MiB, one NIC on br0 (with its
+        static ``address``, ip/prefix, recorded)."""
         cmdline = "console=ttyS0 quiet panic=-1 atv.name=%s atv.ip=%s" % (name, address or "dhcp")
+        if nics is None:
+            nics = [{"bridge": "br0", "addresses": [address] if address else []}]
         options = dict(name=name, memory=128, vcpus=1, hypervisor=self.lab["virt_type"],
                        kernel=self.lab["image"]["kernel"], initrd=self.lab["image"]["initrd"], cmdline=cmdline,
-                       nics=nics if nics is not None else [{"bridge": "br0"}],
+                       nics=nics,
                        serial_log="/var/log/libvirt/qemu/%s-serial.log" % name)
         options.update(overrides)
         return options

@@ -260,6 +260,31 @@ def test_memory_change_on_running_guest(walker):
     assert walker.answers(wait=10)["boot"] == walker.last_answer["boot"]
 
 
+def recorded_addresses(dom, flags):
+    return domains.metadata_addresses(ET.fromstring(dom.XMLDesc(flags)))
+
+
+@pytest.mark.lab
+def test_recorded_addresses_change_on_a_running_guest_without_a_restart(walker, ansible):
+    walker.bring("running")
+    mac = ET.fromstring(walker.domain().XMLDesc(0)).find("devices/interface/mac").get("address")
+    own = "%s/24" % walker.address
+    assert recorded_addresses(walker.domain(), 0) == [(mac, own)]
+    extra = dict(walker.options["nics"][0], addresses=[own, "192.0.2.7/24"])
+    first = walker.run("running", nics=[extra])
+    assert first["changed"] and first["changes"] == ["nics[].addresses"] and first["restart_needed"] is False, first
+    dom = walker.domain()
+    for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):  # the live guest and its definition agree
+        assert recorded_addresses(dom, flags) == [(mac, own), (mac, "192.0.2.7/24")]
+    (info,) = run_ok(ansible, "guest_info", name=walker.name, address_sources=["metadata"])["guests"]
+    assert info["addresses"] == [walker.address, "192.0.2.7"], info
+    assert walker.answers(wait=10)["boot"] == walker.last_answer["boot"], "the guest restarted"
+    # Back as it was: the task without the extra address.
+    again = walker.run("running")
+    assert again["changed"] and again["restart_needed"] is False
+    assert recorded_addresses(walker.domain(), 0) == [(mac, own)]
+
+
 @pytest.mark.lab
 @pytest.mark.slow
 def test_running_to_shutdown_is_graceful(walker):

@@ -77,8 +77,15 @@ def test_bridged_guest_address_is_known_once_the_host_talked_to_it(ansible, site
     assert "web-bridged" in site["hv1"]
     probe = json.loads(run_in("hv1", "-m", "lab.client", "http", "198.18.0.21", "--wait", "30").stdout)
     assert probe["ok"], probe
-    (guest,) = ansible.ok("hv1", "guest_info", name="web-bridged")["guests"]
+    (guest,) = ansible.ok("hv1", "guest_info", name="web-bridged", address_sources=["arp"])["guests"]
     assert guest["addresses"] == ["198.18.0.21"], guest
+
+
+def test_bridged_guest_address_recorded_by_the_guest_module(ansible, site):
+    """site.yml records web-bridged's static address with the guest module: known without any traffic."""
+    assert "web-bridged" in site["hv1"]
+    (guest,) = ansible.ok("hv1", "guest_info", name="web-bridged", address_sources=["metadata"])["guests"]
+    assert guest["nics"][0]["addresses"] == ["198.18.0.21/24"] and guest["addresses"] == ["198.18.0.21"], guest
 
 
 def test_unknown_name_fails(ansible, lab):  # pylint: disable=unused-argument

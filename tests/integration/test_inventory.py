@@ -64,6 +64,8 @@ def test_host_variables(listing, lab):
     nat, hostonly = hostvars["web-nat"], hostvars["web-hostonly"]
     assert nat["ansible_host"] == "198.18.100.10" and nat["libvirt_addresses"] == ["198.18.100.10"]
     assert hostonly["ansible_host"] == "198.18.200.10"
+    # A bridged guest has no lease: its static address is the one the guest module recorded.
+    assert hostvars["web-bridged"]["ansible_host"] == "198.18.0.21"
     assert (nat["libvirt_name"], nat["libvirt_hypervisor"], nat["libvirt_state"]) == ("web-nat", "hv1", "running")
     assert nat["libvirt_uri"] == lab["hosts"]["hv1"]["uri"] and hostonly["libvirt_uri"] == lab["hosts"]["hv2"]["uri"]
     assert nat["libvirt_nics"][0]["mac"] == "52:54:00:a7:64:0a" and nat["libvirt_nics"][0]["source"] == "nat"

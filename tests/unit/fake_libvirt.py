@@ -206,6 +206,27 @@ class FakeDomain(_Faulty):
             return self.live_xml
         return self.xml
 
+    def setMetadata(self, kind, metadata, key, uri, flags=0):  # noqa: N802
+        """Element metadata of the running guest, as libvirt sets it: every element of the fragment is put into
+        ``uri``'s namespace, replacing what was there; None removes it."""
+        self._enter("setMetadata", kind, metadata, key, uri, flags)
+        if (kind, flags) != (libvirt.VIR_DOMAIN_METADATA_ELEMENT, libvirt.VIR_DOMAIN_AFFECT_LIVE):
+            raise NotImplementedError("the fake only sets element metadata of a running guest")
+        self._require(True, "domain is not running")
+        root = ET.fromstring(self.live_xml)
+        holder = root.find("metadata")
+        if holder is None:
+            holder = ET.SubElement(root, "metadata")
+        for child in [child for child in holder if child.tag.startswith("{%s}" % uri)]:
+            holder.remove(child)
+        if metadata is not None:
+            element = ET.fromstring(metadata)
+            for node in element.iter():
+                node.tag = "{%s}%s" % (uri, node.tag)
+            holder.append(element)
+        self.live_xml = ET.tostring(root, encoding="unicode")
+        return 0
+
     def autostart(self):
         self._enter("autostart")
         return int(self._autostart)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _facts, _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain, _libvirt
 
 libvirt = _libvirt.libvirt
 
@@ -38,9 +38,9 @@ def domain_xml(name, nics=(), metadata=(), running=True, vcpu=("2", None), domai
     ET.SubElement(root, "name").text = name
     ET.SubElement(root, "uuid").text = "4dea22b3-1d52-d8f3-2516-782e98ab3fa0"
     if metadata:
-        guest = ET.SubElement(ET.SubElement(root, "metadata"), "{%s}guest" % _facts.METADATA_NS)
+        guest = ET.SubElement(ET.SubElement(root, "metadata"), "{%s}guest" % _domain.METADATA_NS)
         for mac, address in metadata:
-            ET.SubElement(guest, "{%s}address" % _facts.METADATA_NS, nic=mac).text = address
+            ET.SubElement(guest, "{%s}address" % _domain.METADATA_NS, nic=mac).text = address
     ET.SubElement(root, "memory", unit="KiB").text = "2097152"
     ET.SubElement(root, "currentMemory", unit="KiB").text = "1048576"
     vcpu_element = ET.SubElement(root, "vcpu", placement="static")

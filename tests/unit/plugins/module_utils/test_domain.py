@@ -68,6 +68,11 @@ def validate(tmp_path, xml):
     ({"nics": [{"network": "default", "model": "e1000'/><x"}]}, "nics[0].model"),
     ({"nics": [{"bridge": "br0'/><x"}]}, "nics[0].bridge"),
     ({"nics": [{"bridge": "a-very-long-bridge-name"}]}, "nics[0].bridge"),
+    ({"nics": [{"network": "default", "addresses": ["192.0.2.10"]}]}, "nics[0].addresses"),
+    ({"nics": [{"network": "default", "addresses": ["192.0.2.10/24'/><x"]}]}, "nics[0].addresses"),
+    ({"nics": [{"network": "default", "addresses": "192.0.2.10/24"}]}, "nics[0].addresses"),
+    ({"nics": [{"network": "a", "addresses": ["192.0.2.10/24"]}, {"network": "b", "addresses": ["192.0.2.10/25"]}]},
+     "nics[1].addresses"),
     ({"disks": None, "kernel": None}, "disks"),
     ({"disks": []}, "disks"),
     ({"disks": [{"path": "relative.qcow2"}]}, "disks[0].path"),
@@ -259,6 +264,70 @@ def test_hostile_strings_round_trip_without_extra_elements(tmp_path):
     assert domains.normalize_mac("x", spec.nics[0].mac) == spec.nics[0].mac
 
 
+# --- recorded addresses (metadata) ----------------------------------------------------------------------------
+
+ADDRESSED = [{"bridge": "br0", "addresses": ["198.18.0.21/24", "2001:db8::21/64"]}, {"network": "default"}]
+
+
+def test_addresses_are_recorded_in_metadata_and_read_back(tmp_path):
+    spec = spec_of(nics=ADDRESSED)
+    xml = domains.render_xml(spec)
+    validate(tmp_path, xml)
+    root = ET.fromstring(xml)
+    recorded = root.findall("metadata/{%s}guest/{%s}address" % (domains.METADATA_NS, domains.METADATA_NS))
+    assert [(a.get("nic"), a.text) for a in recorded] == [(spec.nics[0].mac, "198.18.0.21/24"), (spec.nics[0].mac, "2001:db8::21/64")]
+    assert 'xmlns:atv="%s"' % domains.METADATA_NS in xml
+    back = domains.spec_from_xml(xml)
+    assert back == spec and [n.addresses for n in back.nics] == [["198.18.0.21/24", "2001:db8::21/64"], []]
+    # The reader of guest_info and the inventory sees the same pairs.
+    assert domains.metadata_addresses(root) == [(spec.nics[0].mac, "198.18.0.21/24"), (spec.nics[0].mac, "2001:db8::21/64")]
+    assert ET.fromstring(domains.render_xml(spec_of(nics=[{"network": "default"}]))).find("metadata") is None
+
+
+def test_addresses_are_kept_when_left_out_and_change_without_a_restart():
+    current = defined(spec_of(nics=ADDRESSED))
+    kept = spec_of(current=current, nics=[{"bridge": "br0"}, {"network": "default"}])
+    assert kept.nics[0].addresses == ["198.18.0.21/24", "2001:db8::21/64"]
+    assert domains.diff_specs(current, kept).changes == []
+    moved = spec_of(current=current, nics=[{"bridge": "br0", "addresses": ["198.18.0.22/24"]}, {"network": "default"}])
+    assert domains.diff_specs(current, moved).changes == ["nics[].addresses"]
+    assert "nics[].addresses" in domains.LIVE_CHANGES
+    cleared = spec_of(current=current, nics=[{"bridge": "br0", "addresses": []}, {"network": "default"}])
+    assert cleared.recorded_addresses == [] and domains.diff_specs(current, cleared).changes == ["nics[].addresses"]
+    # A NIC that changes as well is a change of nics, which does need a restart.
+    remodelled = spec_of(current=current, nics=[{"bridge": "br0", "model": "e1000"}, {"network": "default"}])
+    assert domains.diff_specs(current, remodelled).changes == ["nics"]
+
+
+def test_other_tools_metadata_is_kept():
+    xml = domains.render_xml(spec_of(nics=ADDRESSED)).replace(
+        "<metadata>", "<metadata><os:libosinfo xmlns:os='http://libosinfo.org/xmlns/libvirt/domain/1.0'>"
+                      "<os:os id='http://debian.org/debian/12'/></os:libosinfo>")
+    spec = domains.spec_from_xml(xml)
+    again = ET.fromstring(domains.render_xml(spec_of(current=spec, memory=512, nics=[{"bridge": "br0", "addresses": []}])))
+    assert again.find("metadata/{http://libosinfo.org/xmlns/libvirt/domain/1.0}libosinfo/"
+                      "{http://libosinfo.org/xmlns/libvirt/domain/1.0}os").get("id") == "http://debian.org/debian/12"
+    assert again.find("metadata/{%s}guest" % domains.METADATA_NS) is None
+
+
+def test_live_addresses_go_through_set_metadata_unqualified():
+    calls = []
+
+    class Domain:
+        def setMetadata(self, *args):  # noqa: N802 - libvirt's name
+            calls.append(args)
+            return 0
+
+    spec = spec_of(nics=ADDRESSED)
+    domains.record_live_addresses(Domain(), spec)
+    domains.record_live_addresses(Domain(), spec_of(nics=[{"network": "default"}]))
+    fragment = ET.fromstring(calls[0][1])
+    assert fragment.tag == "guest" and [a.tag for a in fragment] == ["address", "address"]
+    assert calls[0][0] == libvirt.VIR_DOMAIN_METADATA_ELEMENT and calls[0][2:] == (
+        "atv", domains.METADATA_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    assert calls[1][1] is None  # nothing left to record removes the element
+
+
 def test_spec_from_libvirt_xml():
     xml = """<domain type='kvm' id='3'>
       <name>web1</name>
@@ -316,8 +385,8 @@ def test_definition_requested():
 def test_describe():
     spec = defined(spec_of(nics=[{"network": "default"}, {"bridge": "br0"}]))
     guest = domains.describe(spec, "running", True)
-    assert guest["nics"] == [{"mac": spec.nics[0].mac, "network": "default", "model": "virtio"},
-                             {"mac": spec.nics[1].mac, "bridge": "br0", "model": "virtio"}]
+    assert guest["nics"] == [{"mac": spec.nics[0].mac, "network": "default", "model": "virtio", "addresses": []},
+                             {"mac": spec.nics[1].mac, "bridge": "br0", "model": "virtio", "addresses": []}]
     assert (guest["state"], guest["memory"], guest["virt_type"], guest["autostart"]) == ("running", 256, "kvm", True)
 
 

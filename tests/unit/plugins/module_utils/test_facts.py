@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _facts
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain, _facts
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import (
     FakeConnection,
@@ -119,7 +119,7 @@ def test_metadata_source_can_be_left_out():
 
 
 def test_metadata_namespace_is_the_documented_one():
-    assert _facts.METADATA_NS == "https://arctictern.dev/virt/1"
+    assert _domain.METADATA_NS == "https://arctictern.dev/virt/1"
 
 
 def test_agent_asked_only_when_requested_and_filtered():

@@ -66,7 +66,7 @@ def test_create_running_then_nothing_to_do(host, run_module):
     info = result["guest"]
     assert (info["name"], info["state"], info["memory"], info["vcpus"], info["virt_type"]) == ("web1", "running", 512, 2, "kvm")
     assert info["uuid"] == domain.UUIDString()
-    assert info["nics"] == [{"mac": domains.stable_mac("web1", 0), "network": "default", "model": "virtio"}]
+    assert info["nics"] == [{"mac": domains.stable_mac("web1", 0), "network": "default", "model": "virtio", "addresses": []}]
     assert result["xml"] == domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
 
     again = run_module(guest.main, args(state="running"))
@@ -139,6 +139,26 @@ def test_update_running_guest_keeps_uuid_macs_addresses_and_asks_for_restart(hos
     assert domain.XMLDesc(0) == live and domain.current_state() == "running"
     assert "524288" in result["diff"]["before"] and "1048576" in result["diff"]["after"]
     assert run_module(guest.main, args(memory=1024, nics=[dict(network="default"), dict(network="lab")]))["changed"] is False
+
+
+def test_recorded_addresses_of_a_running_guest_change_live_without_a_restart(host, run_module):
+    run_module(guest.main, args(state="running", nics=[dict(network="default", addresses=["192.168.122.10/24"])]))
+    domain = host.domains["web1"]
+    mac = domains.stable_mac("web1", 0)
+    assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(0))) == [(mac, "192.168.122.10/24")]
+    moved = args(state="running", nics=[dict(network="default", addresses=["192.168.122.11/24"])])
+    preview = run_module(guest.main, moved, check_mode=True)
+    assert preview["changed"] and preview["changes"] == ["nics[].addresses"] and host.called("setMetadata") == 0
+    result = run_module(guest.main, moved)
+    assert result["changed"] and result["changes"] == ["nics[].addresses"] and result["restart_needed"] is False
+    assert result["guest"]["nics"][0]["addresses"] == ["192.168.122.11/24"]
+    for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):  # the live guest and its definition agree
+        assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(flags))) == [(mac, "192.168.122.11/24")]
+    # Left out, the addresses stay; an empty list removes them from both.
+    assert run_module(guest.main, args(state="running", nics=[dict(network="default")]))["changed"] is False
+    run_module(guest.main, args(state="running", nics=[dict(network="default", addresses=[])]))
+    assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(0))) == []
+    assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))) == []
 
 
 def test_update_of_a_stopped_guest_needs_no_restart(host, run_module):
