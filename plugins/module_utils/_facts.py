@@ -119,6 +119,28 @@ def _collect_addresses(domain, root, nics, sources, live):
                         _add_address(by_mac[mac], address)
 
 
+def job_progress(stats):
+    """A guest's running job (an outgoing or incoming migration, a save, a dump, ...) as plain data, from a
+    jobStats() dict; None when there is no job."""
+    if not stats or stats.get("type", _libvirt.libvirt.VIR_DOMAIN_JOB_NONE) == _libvirt.libvirt.VIR_DOMAIN_JOB_NONE:
+        return None
+    figures = _libvirt.job_figures(stats)
+    total, remaining = figures["data_total"], figures["data_remaining"]
+    return dict(
+        operation=_libvirt.JOB_OPERATIONS.get(stats.get("operation", 0), "unknown"),
+        elapsed_ms=stats.get("time_elapsed"),
+        percent=round(100.0 * (total - remaining) / total, 1) if total and remaining is not None else None,
+        **figures,
+    )
+
+
+def _running_job(domain):
+    try:
+        return job_progress(domain.jobStats())
+    except _libvirt.libvirt.libvirtError:
+        return None  # the guest stopped or left meanwhile, or the driver keeps no job statistics
+
+
 def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):
     """A guest as plain data: identity, state, size, NICs with their addresses.
 
@@ -149,6 +171,7 @@ def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):
         "persistent": bool(_libvirt.call("reading persistence of guest '%s'" % name, domain.isPersistent)),
         "nics": nics,
         "addresses": list(dict.fromkeys(address.split("/")[0] for nic in nics for address in nic["addresses"])),
+        "job": _running_job(domain) if state not in _INACTIVE_STATES else None,
     }
     if include_xml:
         guest["xml"] = xml

@@ -114,3 +114,17 @@ def domain_state(domain):
     """The domain's state as a word (running, paused, shutoff, ...)."""
     state, _reason = call("reading state of guest '%s'" % domain.name(), domain.state)
     return DOMAIN_STATES.get(state, "unknown")
+
+
+# What a job's progress is told by: fields of virDomainGetJobStats, named as libvirt names them.
+PROGRESS_FIELDS = ("data_total", "data_processed", "data_remaining", "memory_iteration", "memory_dirty_rate")
+# virDomainJobOperation, which jobStats() gives as "operation" (libvirt >= 3.3).
+JOB_OPERATIONS = {
+    0: "unknown", 1: "start", 2: "save", 3: "restore", 4: "migration_in", 5: "migration_out", 6: "snapshot",
+    7: "snapshot_revert", 8: "dump", 9: "backup", 10: "snapshot_delete",
+}
+
+
+def job_figures(stats):
+    """The progress fields of a jobStats() dict (None where the job does not report one)."""
+    return {field: stats.get(field) for field in PROGRESS_FIELDS}

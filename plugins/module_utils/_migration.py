@@ -370,14 +370,7 @@ class Migration:  # pylint: disable=too-many-instance-attributes
         now_ms = int(self.elapsed() * 1000)
         if self.progress and now_ms - self.progress[-1]["time_ms"] < SAMPLE_INTERVAL * 1000:
             return
-        self.progress.append({
-            "time_ms": now_ms,
-            "data_total": stats.get("data_total"),
-            "data_processed": stats.get("data_processed"),
-            "data_remaining": stats.get("data_remaining"),
-            "memory_iteration": stats.get("memory_iteration"),
-            "memory_dirty_rate": stats.get("memory_dirty_rate"),
-        })
+        self.progress.append(dict(time_ms=now_ms, **_libvirt.job_figures(stats)))
         if len(self.progress) > MAX_SAMPLES:
             # A long job keeps its whole course at a coarser grain.
             self.progress = self.progress[::2]

@@ -164,6 +164,42 @@ guests:
       type: list
       elements: str
       sample: ["198.18.0.21"]
+    job:
+      description:
+        - The job the guest is in the middle of, as libvirt's job statistics tell it, or null when there is none.
+        - While M(arctictern.virt.migrate) moves the guest, this is how to watch the migration from another task or
+          terminal, on the source (V(migration_out)) or the destination (V(migration_in)).
+      type: dict
+      contains:
+        operation:
+          description: What the job does, for example V(migration_out), V(migration_in), V(save), V(dump) or V(unknown).
+          type: str
+          sample: migration_out
+        elapsed_ms:
+          description: How long the job has run.
+          type: int
+          sample: 4200
+        percent:
+          description: Share of the job's data sent so far (a migration's falls back when the guest dirties pages again).
+          type: float
+          sample: 75.0
+        data_total:
+          description: Bytes the job has to handle in all (for a migration, the guest's memory and copied disks).
+          type: int
+        data_processed:
+          description: Bytes handled so far (a migration sends dirtied memory again, so this can exceed the total).
+          type: int
+        data_remaining:
+          description: Bytes still to handle.
+          type: int
+        memory_iteration:
+          description: The pass over the guest's memory a migration is in.
+          type: int
+        memory_dirty_rate:
+          description: Pages per second the guest dirties while a migration runs.
+          type: int
+      sample: {"operation": "migration_out", "elapsed_ms": 4200, "percent": 75.0, "data_total": 136314880,
+               "data_processed": 120586240, "data_remaining": 34078720, "memory_iteration": 3, "memory_dirty_rate": 1200}
     xml:
       description: The libvirt XML definition of the guest.
       type: str

@@ -32,9 +32,11 @@ description:
     with libvirt's post-copy recovery (C(VIR_MIGRATE_POSTCOPY_RESUME)) once the destination is reachable. It is
     lost if the destination host is gone. The module says so when it happens. Choose O(mode=postcopy) or
     O(mode=auto) (or O(timeout_action=postcopy)) only where that risk is acceptable.
-  - Ansible shows a module's result only when the module ends. It cannot print progress while the migration
-    runs. For long migrations, run the task with C(async) and watch it with M(ansible.builtin.async_status),
-    which reports only whether the task has finished. The progress samples come with the final result.
+  - Ansible shows a module's result only when the module ends, so the module cannot print progress while the
+    migration runs. For long migrations, run the task with C(async) and wait for it with
+    M(ansible.builtin.async_status). While it runs, M(arctictern.virt.guest_info) on the source reports the live
+    job in RV(arctictern.virt.guest_info#module:guests[].job), with the share sent, bytes remaining, pass and
+    dirty rate. The progress samples come with the final result too.
 options:
   name:
     description:
@@ -223,6 +225,12 @@ EXAMPLES = r"""
   async: 7200
   poll: 0
   register: big1_job
+
+- name: See how far it has got (guests[].job of the guest on the source)
+  arctictern.virt.guest_info:
+    state: [running, paused]
+  delegate_to: hv1.example.com
+  register: hv1_guests
 
 - name: Wait for it (the result, with its progress samples, arrives at the end)
   ansible.builtin.async_status:

@@ -255,6 +255,11 @@ def test_migration_link_cut_mid_migration(ansible, lab, vm):
     pool, future = _migrate_in_background(ansible, lab, vm, bandwidth=2)
     try:
         wait_for_transfer(lab, vm["name"])
+        # While it runs, guest_info on the source shows how far it has got.
+        (moving,) = ansible.ok("hv1", "guest_info", name=vm["name"], address_sources=["metadata"])["guests"]
+        job = moving["job"]
+        assert job["operation"] == "migration_out" and job["data_total"] > 0 and job["data_processed"] > 0, job
+        assert 0 <= job["percent"] <= 100 and job["elapsed_ms"] > 0 and job["memory_iteration"] >= 1, job
         with link_down():
             # libvirt notices through the keepalive between the daemons (5 s x 5 by default).
             result, seconds = future.result(timeout=300)
@@ -267,6 +272,8 @@ def test_migration_link_cut_mid_migration(ansible, lab, vm):
     assert result["msg"].endswith("The guest is still running on hv1, its definition intact.")
     assert_alive(vm, "after the link cut")
     assert where(lab, vm["name"]) == {"hv1": "running"}
+    (after,) = ansible.ok("hv1", "guest_info", name=vm["name"], address_sources=["metadata"])["guests"]
+    assert after["job"] is None, after["job"]
 
 
 def test_timeout_aborts_a_migration_that_does_not_converge(ansible, lab, vm):

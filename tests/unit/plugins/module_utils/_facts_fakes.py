@@ -64,8 +64,9 @@ class FakeDomain:
     """A libvirt domain: ``addresses`` maps a source name (lease, arp, agent) to what interfaceAddresses returns."""
 
     def __init__(self, xml, state="running", addresses=None, autostart=True, persistent=True, gone=False,
-                 uri="qemu+ssh://hv1.example.com/system"):
+                 uri="qemu+ssh://hv1.example.com/system", job=None):
         self.xml = xml
+        self.job = job  # what jobStats() returns: None is no job
         self.uri = uri
         self.state_word = state
         self.addresses = addresses or {}
@@ -95,6 +96,12 @@ class FakeDomain:
 
     def isPersistent(self):  # pylint: disable=invalid-name
         return 1 if self.persistent else 0
+
+    def jobStats(self, flags=0):  # pylint: disable=invalid-name
+        assert flags == 0, "the current job, not the last completed one"
+        if self.state_word == "shutoff":
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "domain is not running")
+        return self.job or {"type": _libvirt.libvirt.VIR_DOMAIN_JOB_NONE}
 
     def interfaceAddresses(self, source):  # pylint: disable=invalid-name
         name = SOURCE_NAMES[source]

@@ -156,6 +156,20 @@ def test_shutoff_guest_is_not_asked_for_live_addresses():
     assert guest["addresses"] == ["192.168.122.50"]
 
 
+def test_running_migration_is_reported_as_the_guest_job():
+    stats = {"type": 2, "operation": 5, "time_elapsed": 4200, "data_total": 1000, "data_processed": 900,
+             "data_remaining": 250, "memory_iteration": 3, "memory_dirty_rate": 1200, "downtime": 300}
+    guest = _facts.describe_guest(FakeDomain(domain_xml("mig1", [NAT_NIC]), job=stats), ("metadata",))
+    assert guest["job"] == {"operation": "migration_out", "elapsed_ms": 4200, "percent": 75.0, "data_total": 1000,
+                            "data_processed": 900, "data_remaining": 250, "memory_iteration": 3, "memory_dirty_rate": 1200}
+    # No job, a job without figures (an incoming migration's first moment), and a guest that is off.
+    assert _facts.describe_guest(FakeDomain(domain_xml("idle1", [NAT_NIC])), ("metadata",))["job"] is None
+    early = _facts.job_progress({"type": 2, "operation": 4})
+    assert early["operation"] == "migration_in" and early["percent"] is None and early["data_total"] is None
+    cold = FakeDomain(domain_xml("cold1", [NAT_NIC], running=False), state="shutoff", job=stats)
+    assert _facts.describe_guest(cold, ("metadata",))["job"] is None
+
+
 @pytest.mark.parametrize("name", ["<web&\"1'>", "]]><x/>", "{{ lookup('pipe', 'id') }}", "wéb 1"])
 def test_hostile_names_round_trip_verbatim(name):
     guest = _facts.describe_guest(FakeDomain(domain_xml(name, [NAT_NIC])))
