@@ -44,8 +44,9 @@ DEFAULT_NIC_MODEL = "virtio"
 # as <atv:guest><atv:address nic="MAC">ip/prefix</atv:address></atv:guest>, which guest_info and the inventory read.
 METADATA_NS = "https://arctictern.dev/virt/1"
 ET.register_namespace("atv", METADATA_NS)
-# Changes that libvirt applies to a running guest too, so they never make a restart needed.
-LIVE_CHANGES = ("nics[].addresses",)
+# The change diff_specs reports for recorded addresses: libvirt applies it to a running guest too
+# (record_live_addresses), so it never makes a restart needed.
+ADDRESSES_CHANGE = "nics[].addresses"
 # Options that describe the definition; a task that gives none of them leaves the definition alone.
 DEFINITION_OPTIONS = ("memory", "vcpus", "cpu_model", "machine", "kernel", "initrd", "cmdline", "disks", "nics", "serial_log")
 
@@ -131,7 +132,7 @@ COMPARED_FIELDS = (
     ("virt_type", "hypervisor"), ("xen_mode", "xen_mode"), ("uuid", "uuid"), ("memory_mib", "memory"),
     ("vcpus", "vcpus"), ("cpu_model", "cpu_model"), ("machine", "machine"), ("loader", "xen_mode"), ("kernel", "kernel"),
     ("initrd", "initrd"), ("cmdline", "cmdline"), ("disks", "disks"), ("nics", "nics"), ("serial_log", "serial_log"),
-    ("recorded_addresses", "nics[].addresses"),
+    ("recorded_addresses", ADDRESSES_CHANGE),
 )
 
 

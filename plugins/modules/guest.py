@@ -402,7 +402,7 @@ def _ensure_definition(module, conn, domain, current, result):
     except Exception:
         domains.remove_files(created)
         raise
-    if "nics[].addresses" in diff.changes and domains.is_active(domain):
+    if domains.ADDRESSES_CHANGE in diff.changes and domains.is_active(domain):
         domains.record_live_addresses(domain, desired)
     return domain, desired, created
 
@@ -496,7 +496,7 @@ def ensure_guest(module):
                 domains.remove_files(created)
                 raise VirtError("%s (the new guest was not kept)" % error.msg, **error.details) from None
             raise
-        needs_boot = [change for change in result["changes"] if change not in domains.LIVE_CHANGES]
+        needs_boot = [change for change in result["changes"] if change != domains.ADDRESSES_CHANGE]
         result["restart_needed"] = bool(needs_boot) and was_active and power not in ("shutoff", "crashed")
         if domain is not None and not (module.check_mode and result["changes"]):
             result["xml"] = domains.inactive_xml(domain)
