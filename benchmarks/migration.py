@@ -244,6 +244,15 @@ class Bench:
         except (OSError, AttributeError):
             return ""
 
+    def check_serving(self, name, address, previous):
+        """(answer, problem, serial console tail) after a migration. A guest that stopped serving the same boot
+        is power-cycled, so that the rounds can go on; ``problem`` and the console tail say what was wrong."""
+        answer, problem = self.guest_answer(name, address, previous)
+        if not problem:
+            return answer, None, None
+        serial = self.serial_tail(self.location(name), name)
+        return self.restart(name, address), problem, serial
+
     def restart(self, name, address):
         """Power-cycle a guest that stopped serving, where it runs, so the rounds can go on."""
         host = self.location(name) or "hv1"
@@ -437,17 +446,15 @@ def run_rounds(bench, address, variant, rounds, record, migrate_options=None):
             continue
         samples.append(outcome)
         done += 1
-        answer, problem = bench.guest_answer(GUEST, address, previous)
+        answer, problem, serial = bench.check_serving(GUEST, address, previous)
         outcome["guest_problem"] = problem
         log("  %s round %d %s->%s: %s blackout %s ms (lost %s), wall %.0f ms, libvirt downtime %s ms%s" % (
             variant, outcome["round"], source, dest, "ok" if outcome["ok"] else "DID NOT CONVERGE",
             outcome["blackout_ms"], outcome["lost"], outcome["wall_ms"], (outcome["job"] or {}).get("downtime"),
             ", parts %s" % outcome["parts"] if outcome["parts"] else ""))
         if problem:
-            outcome["serial_tail"] = bench.serial_tail(bench.location(GUEST), GUEST)
-            log("  GUEST BROKEN after %s round %d: %s; serial console: %s" % (
-                variant, done, problem, outcome["serial_tail"][-300:]))
-            answer = bench.restart(GUEST, address)
+            outcome["serial_tail"] = serial
+            log("  GUEST BROKEN after %s round %d: %s; serial console: %s" % (variant, done, problem, serial[-300:]))
         previous = answer
     return samples
 

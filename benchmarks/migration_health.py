@@ -2,9 +2,10 @@
 
     PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py [--rounds 24] [--downtimes 10,20,50,300]
 
-A bridged TCG guest moves back and forth between the lab's hypervisors with arctictern.virt.migrate
-(`max_downtime` as given, `timeout: 60`), once for each limit with the client sending it a UDP datagram every
-millisecond across each migration, and once with the lowest limit and no traffic at all. After each migration the
+A bridged TCG guest moves back and forth between the lab's hypervisors with arctictern.virt.migrate, tuned as
+variant (c) of migration.py is (`max_downtime` as given, `timeout: 60` with `abort`). That happens once for each
+limit with the client's probe sending the guest a UDP datagram every millisecond across each migration, and once
+with the lowest limit and no traffic at all. After each migration the
 client asks the guest's agent whether it still serves the same boot with its request counter going on; a guest that
 does not is counted as broken, the end of its serial console is kept, and it is power-cycled for the next round.
 
@@ -18,18 +19,29 @@ import datetime
 import json
 import os
 import sys
-import threading
 import time
 
-from migration import HYPERVISORS, RESULTS, Bench, log
+from migration import HYPERVISORS, LEAD_S, RESULTS, Bench, Probe, log, tuned_options
 
 from lab import lab as lab_control
-from lab.ansible import Ansible, run_in
+from lab.ansible import Ansible
 
 GUEST = "bench-health"
-TIMEOUT_S = 60
 PROBE_S = 6.0   # the probe's length: it covers the module's start-up and the whole migration
-LEAD_S = 0.5    # the probe runs this long before the migration starts
+
+
+def migrate_once(bench, address, source, dest, downtime, traffic):
+    """One migration of the guest, with the client's probe running across it when ``traffic``."""
+    if not traffic:
+        return bench.module_migrate(GUEST, source, dest, **tuned_options(downtime))
+    probe = Probe(bench.state, address, PROBE_S)
+    try:
+        time.sleep(LEAD_S)
+        outcome = bench.module_migrate(GUEST, source, dest, **tuned_options(downtime))
+        probe.result()  # the probe ends before the guest is checked and the next round starts
+        return outcome
+    finally:
+        probe.kill()
 
 
 def migrate_rounds(bench, address, rounds, downtime, traffic):
@@ -38,27 +50,13 @@ def migrate_rounds(bench, address, rounds, downtime, traffic):
     done = []
     for number in range(1, rounds + 1):
         source, dest = bench.route(GUEST)
-        probe = None
-        if traffic:
-            argv = ("client", "-m", "lab.client", "udp-probe", address, "--seconds", str(PROBE_S))
-            probe = threading.Thread(target=run_in, args=argv, kwargs={"timeout": 60})
-            probe.start()
-            time.sleep(LEAD_S)
-        outcome = bench.module_migrate(GUEST, source, dest, max_downtime=downtime, timeout=TIMEOUT_S,
-                                       timeout_action="abort")
-        if probe:
-            probe.join()
-        answer, problem = bench.guest_answer(GUEST, address, previous)
-        record = {"round": number, "source": source, "dest": dest, "ok": outcome["ok"], "error": outcome["error"],
-                  "problem": problem}
+        outcome = migrate_once(bench, address, source, dest, downtime, traffic)
+        previous, problem, serial = bench.check_serving(GUEST, address, previous)
+        done.append({"round": number, "source": source, "dest": dest, "ok": outcome["ok"], "error": outcome["error"],
+                     "problem": problem, "serial": serial})
         log("  max_downtime %d ms, %s, round %d %s->%s: %s" % (
             downtime, "traffic" if traffic else "quiet", number, source, dest,
             problem or ("healthy" if outcome["ok"] else "migration failed: %s" % outcome["error"])))
-        if problem:
-            record["serial"] = bench.serial_tail(bench.location(GUEST), GUEST)
-            answer = bench.restart(GUEST, address)
-        done.append(record)
-        previous = answer
     return done
 
 

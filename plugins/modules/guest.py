@@ -373,8 +373,8 @@ def _check_networks(conn, params, spec):
             raise InvalidOption("nics[%d].network" % index, "there is no libvirt network '%s' at %s" % (nic.source, params["uri"]))
 
 
-def _ensure_definition(module, conn, domain, current, result):
-    """Define or update the guest when the task describes it.
+def _ensure_definition(module, conn, domain, current, was_active, result):
+    """Define or update the guest when the task describes it (``was_active``: it runs, which defining keeps).
 
     Returns (domain, desired spec or None, overlay files this run created)."""
     params = module.params
@@ -402,7 +402,7 @@ def _ensure_definition(module, conn, domain, current, result):
     except Exception:
         domains.remove_files(created)
         raise
-    if domains.ADDRESSES_CHANGE in diff.changes and domains.is_active(domain):
+    if domains.ADDRESSES_CHANGE in diff.changes and was_active:
         domains.record_live_addresses(domain, desired)
     return domain, desired, created
 
@@ -484,7 +484,7 @@ def ensure_guest(module):
         current = domains.spec_from_xml(domains.inactive_xml(domain)) if domain is not None else None
         was_active = domains.is_active(domain) if domain is not None else False
         is_new = domain is None
-        domain, desired, created = _ensure_definition(module, conn, domain, current, result)
+        domain, desired, created = _ensure_definition(module, conn, domain, current, was_active, result)
         autostart = _ensure_autostart(module, domain, result)
         try:
             power = _ensure_power(module, domain, state, result)
