@@ -1,10 +1,11 @@
 # Copyright: (c) 2026, arctictern.virt developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Guest definitions: module options <-> GuestSpec <-> libvirt domain XML, and the guest's life cycle.
+"""Guest definitions: module options -> GuestSpec (validated), the change to a defined guest, host facts that
+complete a spec, disk overlays, and the guest's life cycle.
 
-The XML is built and read with ElementTree only, so no user string can add elements. Everything the user did
-not say is carried over from the defined guest (UUID, MACs, device addresses, machine), which is what makes a
-second run report no change.
+What a task leaves out keeps the defined guest's value (UUID, MACs, disk names and formats, NIC models, machine),
+which is what makes a second run report no change; the XML layer (_domain_xml.py) then changes only what differs
+and keeps everything the module does not model.
 """
 
 from __future__ import annotations
@@ -20,35 +21,15 @@ import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import (
+    BUSES_BY_TYPE, COMPARED_FIELDS, DEFAULT_NIC_MODEL, DEFINITION_OPTIONS, DISK_FORMATS, METADATA_NS,
+    TARGET_PREFIX, VIRT_TYPES, DiskSpec, GuestSpec, NicSpec, comparable,
+)
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import (
+    edited_xml, metadata_element, render_xml, spec_from_xml,
+)
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, NotFound, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import call, domain_state, error_message, is_error, libvirt
-
-VIRT_TYPES = ("kvm", "qemu", "xen")
-XEN_MODES = ("pv", "hvm")
-DISK_FORMATS = ("qcow2", "raw")
-DISK_BUSES = ("virtio", "xen", "sata", "scsi", "ide")
-# Buses each hypervisor can attach a disk to; a Xen PV guest only has the paravirtual one.
-BUSES_BY_TYPE = {
-    "kvm": ("virtio", "sata", "scsi", "ide"),
-    "qemu": ("virtio", "sata", "scsi", "ide"),
-    "xen-hvm": ("xen", "sata", "scsi", "ide"),
-    "xen-pv": ("xen",),
-}
-TARGET_PREFIX = {"virtio": "vd", "xen": "xvd", "sata": "sd", "scsi": "sd", "ide": "hd"}
-# CPU modes that are written as <cpu mode='...'/>; any other cpu_model is a named model.
-CPU_MODES = ("host-model", "host-passthrough", "maximum")
-DEFAULT_MEMORY_MIB = 256
-DEFAULT_VCPUS = 1
-DEFAULT_NIC_MODEL = "virtio"
-# Namespace of the collection's own data in a domain's <metadata>: the static addresses a guest configures itself,
-# as <atv:guest><atv:address nic="MAC">ip/prefix</atv:address></atv:guest>, which guest_info and the inventory read.
-METADATA_NS = "https://arctictern.dev/virt/1"
-ET.register_namespace("atv", METADATA_NS)
-# The change diff_specs reports for recorded addresses: libvirt applies it to a running guest too
-# (record_live_addresses), so it never makes a restart needed.
-ADDRESSES_CHANGE = "nics[].addresses"
-# Options that describe the definition; a task that gives none of them leaves the definition alone.
-DEFINITION_OPTIONS = ("memory", "vcpus", "cpu_model", "machine", "kernel", "initrd", "cmdline", "disks", "nics", "serial_log")
 
 # Characters XML 1.0 cannot carry at all; ElementTree would write them and produce a document libvirt rejects.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -57,83 +38,6 @@ _TARGET = re.compile(r"^(vd|xvd|sd|hd)[a-z]{1,3}$")
 _MODEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 # A Linux interface name (at most 15 characters) within what libvirt's schema allows for a bridge.
 _BRIDGE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-_MEMORY_UNITS = {
-    "b": 1, "bytes": 1,
-    "kb": 1000, "k": 1024, "kib": 1024,
-    "mb": 1000 ** 2, "m": 1024 ** 2, "mib": 1024 ** 2,
-    "gb": 1000 ** 3, "g": 1024 ** 3, "gib": 1024 ** 3,
-    "tb": 1000 ** 4, "t": 1024 ** 4, "tib": 1024 ** 4,
-}
-
-
-@dataclasses.dataclass
-class DiskSpec:
-    """A file or block device disk. base_image/base_format only matter when creating the file."""
-
-    path: str
-    target: str
-    format: str = "qcow2"
-    bus: str = "virtio"
-    readonly: bool = False
-    base_image: str | None = dataclasses.field(default=None, compare=False)
-    base_format: str | None = dataclasses.field(default=None, compare=False)
-    # libvirt's <address> attributes, kept so that the guest sees its devices in the same slots.
-    address: dict | None = dataclasses.field(default=None, compare=False, repr=False)
-
-
-@dataclasses.dataclass
-class NicSpec:
-    """A NIC on a libvirt network (source_type 'network') or a host bridge (source_type 'bridge')."""
-
-    source_type: str
-    source: str
-    mac: str | None = None
-    model: str | None = None
-    address: dict | None = dataclasses.field(default=None, compare=False, repr=False)
-    # Static addresses the guest configures on this NIC itself; only recorded in <metadata>, compared apart
-    # (GuestSpec.recorded_addresses) since changing them needs no restart.
-    addresses: list = dataclasses.field(default_factory=list, compare=False)
-
-
-@dataclasses.dataclass
-class GuestSpec:
-    """The part of a domain definition the guest module manages."""
-
-    name: str
-    virt_type: str = "kvm"
-    uuid: str | None = None
-    memory_mib: int = DEFAULT_MEMORY_MIB
-    vcpus: int = DEFAULT_VCPUS
-    cpu_model: str | None = None
-    machine: str | None = None
-    loader: str | None = None
-    kernel: str | None = None
-    initrd: str | None = None
-    cmdline: str | None = None
-    disks: list = dataclasses.field(default_factory=list)
-    nics: list = dataclasses.field(default_factory=list)
-    serial_log: str | None = None
-    xen_mode: str | None = None
-    # Other tools' <metadata> children, written back as they were.
-    foreign_metadata: list = dataclasses.field(default_factory=list, compare=False, repr=False)
-
-    @property
-    def is_xen_pv(self):
-        return self.virt_type == "xen" and self.xen_mode == "pv"
-
-    @property
-    def recorded_addresses(self):
-        """[(mac, [ip/prefix, ...]), ...] of the NICs with static addresses, as the metadata records them."""
-        return [(nic.mac, nic.addresses) for nic in self.nics if nic.addresses]
-
-
-# GuestSpec field -> the module option a user would change it with; diff_specs reports option names.
-COMPARED_FIELDS = (
-    ("virt_type", "hypervisor"), ("xen_mode", "xen_mode"), ("uuid", "uuid"), ("memory_mib", "memory"),
-    ("vcpus", "vcpus"), ("cpu_model", "cpu_model"), ("machine", "machine"), ("loader", "xen_mode"), ("kernel", "kernel"),
-    ("initrd", "initrd"), ("cmdline", "cmdline"), ("disks", "disks"), ("nics", "nics"), ("serial_log", "serial_log"),
-    ("recorded_addresses", ADDRESSES_CHANGE),
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,9 +124,20 @@ def _bus_key(spec):
     return "xen-pv" if spec.xen_mode == "pv" else "xen-hvm"
 
 
+def _claim(candidates, matches):
+    """The first of ``candidates`` that ``matches``, taken out of the list; None when none does."""
+    for candidate in candidates:
+        if matches(candidate):
+            candidates.remove(candidate)
+            return candidate
+    return None
+
+
 def _disks_from_options(spec, entries, current):
     default_bus = "xen" if spec.virt_type == "xen" else "virtio"
     allowed = BUSES_BY_TYPE[_bus_key(spec)]
+    reserved = current.reserved_targets if current else {}
+    unclaimed = list(current.disks) if current else []
     disks = []
     for index, entry in enumerate(entries):
         option = "disks[%d]" % index
@@ -231,10 +146,12 @@ def _disks_from_options(spec, entries, current):
         path = _path(option + ".path", entry.get("path"))
         if not path:
             raise InvalidOption(option + ".path", "is required")
-        fmt = entry.get("format") or "qcow2"
+        # What the entry leaves out, the defined disk with the same image keeps.
+        old = _claim(unclaimed, lambda disk, path=path: disk.path == path)
+        fmt = entry.get("format") or (old.format if old else "qcow2")
         if fmt not in DISK_FORMATS:
             raise InvalidOption(option + ".format", "must be one of %s, got '%s'" % (", ".join(DISK_FORMATS), fmt))
-        bus = entry.get("bus") or default_bus
+        bus = entry.get("bus") or (old.bus if old and old.bus in allowed else default_bus)
         if bus not in allowed:
             raise InvalidOption(option + ".bus", "'%s' cannot be used with this %s guest; use one of %s"
                                 % (bus, _bus_key(spec).replace("-", " "), ", ".join(allowed)))
@@ -247,10 +164,17 @@ def _disks_from_options(spec, entries, current):
         target = _text(option + ".target", entry.get("target"))
         if target is not None and not _TARGET.match(target):
             raise InvalidOption(option + ".target", "'%s' is not a disk name like vda, vdb, xvda, sda or hda" % target)
-        disks.append(DiskSpec(path=path, target=target, format=fmt, bus=bus, readonly=bool(entry.get("readonly")),
+        if target in reserved:
+            raise InvalidOption(option + ".target", "'%s' is the name of %s, which the module does not manage"
+                                % (target, reserved[target]))
+        if target is None and old is not None and old.bus == bus and old.target not in reserved:
+            target = old.target
+        readonly = entry.get("readonly")
+        readonly = bool(readonly) if readonly is not None else bool(old and old.readonly)
+        disks.append(DiskSpec(path=path, target=target, format=fmt, bus=bus, readonly=readonly,
                               base_image=base_image, base_format=base_format))
     # Unnamed disks get the first free name of their bus, in the order given.
-    taken = {disk.target for disk in disks if disk.target}
+    taken = {disk.target for disk in disks if disk.target} | set(reserved)
     for disk in disks:
         if disk.target is None:
             index = 0
@@ -263,15 +187,11 @@ def _disks_from_options(spec, entries, current):
         if disk.target in seen:
             raise InvalidOption("disks[%d].target" % index, "'%s' is used by more than one disk" % disk.target)
         seen.add(disk.target)
-    # Keep the slot of a disk that stays on the same target and bus.
-    old = {(disk.target, disk.bus): disk.address for disk in (current.disks if current else [])}
-    for disk in disks:
-        disk.address = copy.deepcopy(old.get((disk.target, disk.bus)))
     return disks
 
 
 def _nics_from_options(spec, entries, current):
-    default_model = None if spec.virt_type == "xen" else DEFAULT_NIC_MODEL
+    reserved = current.reserved_macs if current else {}
     nics = []
     for index, entry in enumerate(entries):
         option = "nics[%d]" % index
@@ -283,14 +203,16 @@ def _nics_from_options(spec, entries, current):
             raise InvalidOption(option, "give exactly one of network or bridge")
         if bridge is not None and not _BRIDGE.match(bridge):
             raise InvalidOption(option + ".bridge", "'%s' is not a network interface name" % bridge)
-        model = _text(option + ".model", entry.get("model")) or default_model
+        model = _text(option + ".model", entry.get("model"))
         if model is not None and not _MODEL.match(model):
             raise InvalidOption(option + ".model", "'%s' is not a NIC model name like virtio or e1000" % model)
         mac = normalize_mac(option + ".mac", entry["mac"]) if entry.get("mac") else None
+        if mac in reserved:
+            raise InvalidOption(option + ".mac", "'%s' is the MAC of %s, which the module does not manage" % (mac, reserved[mac]))
         nics.append(NicSpec(source_type="network" if network is not None else "bridge",
                             source=network if network is not None else bridge, mac=mac, model=model,
                             addresses=_addresses_from_option(option + ".addresses", entry.get("addresses"), nics)))
-    used = {}
+    used = {mac: None for mac in reserved}
     for index, nic in enumerate(nics):
         if nic.mac:
             if nic.mac in used:
@@ -311,12 +233,15 @@ def _nics_from_options(spec, entries, current):
             nic.mac = stable_mac(spec.name, index, attempt)
             attempt += 1
         used[nic.mac] = index
+    default_model = None if spec.virt_type == "xen" else DEFAULT_NIC_MODEL
     defined = {n.mac: n for n in (current.nics if current else [])}
     for nic, entry in zip(nics, entries):
+        # Left out, a NIC keeps its model and the addresses recorded for it; a new one gets the default model.
         old = defined.get(nic.mac)
-        nic.address = copy.deepcopy(old.address) if old else None
+        if nic.model is None:
+            nic.model = old.model if old else default_model
         if entry.get("addresses") is None and old:
-            nic.addresses = list(old.addresses)  # left out: the NIC keeps the addresses recorded for it
+            nic.addresses = list(old.addresses)
     return nics
 
 
@@ -418,228 +343,14 @@ def spec_from_options(params, virt_type, current=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# XML -> GuestSpec
-# ---------------------------------------------------------------------------------------------------------------
-
-def _memory_mib(element):
-    if element is None or not (element.text or "").strip():
-        return DEFAULT_MEMORY_MIB
-    unit = (element.get("unit") or "KiB").lower()
-    return int(element.text.strip()) * _MEMORY_UNITS.get(unit, 1024) // 1024 ** 2
-
-
-def _chardev_log(element):
-    log = element.find("log") if element is not None else None
-    return log.get("file") if log is not None else None
-
-
-def spec_from_xml(xml):
-    """The managed part of a domain definition (as returned by XMLDesc) as a GuestSpec."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as error:
-        raise VirtError("cannot read the guest definition: %s" % error) from None
-    os_type = root.find("os/type")
-    virt_type = root.get("type")
-    spec = GuestSpec(
-        name=root.findtext("name") or "",
-        virt_type=virt_type,
-        uuid=(root.findtext("uuid") or "").strip().lower() or None,
-        memory_mib=_memory_mib(root.find("memory")),
-        vcpus=int((root.findtext("vcpu") or str(DEFAULT_VCPUS)).strip()),
-        machine=os_type.get("machine") if os_type is not None else None,
-        loader=root.findtext("os/loader"),
-        kernel=root.findtext("os/kernel"),
-        initrd=root.findtext("os/initrd"),
-        cmdline=root.findtext("os/cmdline"),
-    )
-    if virt_type == "xen":
-        spec.xen_mode = "hvm" if os_type is not None and os_type.text == "hvm" else "pv"
-    cpu = root.find("cpu")
-    if cpu is not None:
-        mode = cpu.get("mode") or "custom"
-        spec.cpu_model = cpu.findtext("model") if mode == "custom" else mode
-    for disk in root.findall("devices/disk"):
-        if disk.get("device", "disk") != "disk":
-            continue
-        source, target, driver = disk.find("source"), disk.find("target"), disk.find("driver")
-        path = source.get("file") or source.get("dev") if source is not None else None
-        if not path or target is None:
-            continue
-        address = disk.find("address")
-        spec.disks.append(DiskSpec(
-            path=path, target=target.get("dev"), bus=target.get("bus") or "virtio",
-            format=driver.get("type", "raw") if driver is not None else "raw",
-            readonly=disk.find("readonly") is not None,
-            address=dict(address.attrib) if address is not None else None,
-        ))
-    for interface in root.findall("devices/interface"):
-        source_type = interface.get("type")
-        source = interface.find("source")
-        if source_type not in ("network", "bridge") or source is None:
-            continue
-        mac, model, address = interface.find("mac"), interface.find("model"), interface.find("address")
-        spec.nics.append(NicSpec(
-            source_type=source_type, source=source.get(source_type),
-            mac=mac.get("address").lower() if mac is not None and mac.get("address") else None,
-            model=model.get("type") if model is not None else None,
-            address=dict(address.attrib) if address is not None else None,
-        ))
-    spec.serial_log = _chardev_log(root.find("devices/serial")) or _chardev_log(root.find("devices/console"))
-    recorded = {}
-    for mac, address in metadata_addresses(root):
-        recorded.setdefault(mac, []).append(address)
-    for nic in spec.nics:
-        nic.addresses = recorded.get(nic.mac, [])
-    spec.foreign_metadata = [copy.deepcopy(child) for child in root.findall("metadata/*")
-                             if child.tag != "{%s}guest" % METADATA_NS]
-    return spec
-
-
-def metadata_addresses(root):
-    """``[(mac, address), ...]`` recorded under the collection's namespace in the domain XML ``root``."""
-    found = []
-    for guest in root.findall("metadata/{%s}guest" % METADATA_NS):
-        for address in guest.findall("{%s}address" % METADATA_NS):
-            if address.get("nic") and address.text:
-                found.append((address.get("nic").lower(), address.text.strip()))
-    return found
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# GuestSpec -> XML
-# ---------------------------------------------------------------------------------------------------------------
-
-def _sub(parent, tag, text=None, **attrs):
-    element = ET.SubElement(parent, tag, {key: value for key, value in attrs.items() if value is not None})
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _render_os(root, spec):
-    os_element = _sub(root, "os")
-    _sub(os_element, "type", "linux" if spec.is_xen_pv else "hvm", machine=spec.machine)
-    if spec.loader:
-        _sub(os_element, "loader", spec.loader, type="rom")
-    if spec.kernel:
-        _sub(os_element, "kernel", spec.kernel)
-        if spec.initrd:
-            _sub(os_element, "initrd", spec.initrd)
-        if spec.cmdline:
-            _sub(os_element, "cmdline", spec.cmdline)
-    else:
-        _sub(os_element, "boot", dev="hd")
-    if not spec.is_xen_pv:
-        # ACPI is what makes a graceful shutdown (virDomainShutdown) reach the guest.
-        features = _sub(root, "features")
-        _sub(features, "acpi")
-        _sub(features, "apic")
-        if spec.virt_type == "xen":
-            _sub(features, "pae")
-
-
-def _render_cpu(root, spec):
-    if not spec.cpu_model:
-        return
-    if spec.cpu_model in CPU_MODES:
-        _sub(root, "cpu", mode=spec.cpu_model)
-    else:
-        cpu = _sub(root, "cpu", mode="custom", match="exact")
-        _sub(cpu, "model", spec.cpu_model, fallback="allow")
-
-
-def _render_disk(devices, disk):
-    block = disk.path.startswith("/dev/")
-    element = _sub(devices, "disk", type="block" if block else "file", device="disk")
-    _sub(element, "driver", name="qemu", type=disk.format)
-    _sub(element, "source", **{"dev" if block else "file": disk.path})
-    _sub(element, "target", dev=disk.target, bus=disk.bus)
-    if disk.readonly:
-        _sub(element, "readonly")
-    if disk.address:
-        _sub(element, "address", **disk.address)
-
-
-def _render_nic(devices, nic):
-    element = _sub(devices, "interface", type=nic.source_type)
-    if nic.mac:
-        _sub(element, "mac", address=nic.mac)
-    _sub(element, "source", **{nic.source_type: nic.source})
-    if nic.model:
-        _sub(element, "model", type=nic.model)
-    if nic.address:
-        _sub(element, "address", **nic.address)
-
-
-def _render_console(devices, spec):
-    if spec.is_xen_pv:
-        console = _sub(devices, "console", type="pty")
-        if spec.serial_log:
-            _sub(console, "log", file=spec.serial_log, append="off")
-        _sub(console, "target", type="xen", port="0")
-        return
-    serial = _sub(devices, "serial", type="pty")
-    if spec.serial_log:
-        _sub(serial, "log", file=spec.serial_log, append="off")
-    _sub(serial, "target", port="0")
-    console = _sub(devices, "console", type="pty")
-    _sub(console, "target", type="serial", port="0")
-
-
-def metadata_element(spec, qualified=True):
-    """The collection's <atv:guest> metadata element for ``spec``, or None when it records nothing.
-
-    Unqualified, the elements have no namespace: setMetadata() takes them so and applies the namespace itself."""
-    if not spec.recorded_addresses:
-        return None
-    tag = ("{%s}%%s" % METADATA_NS) if qualified else "%s"
-    guest = ET.Element(tag % "guest")
-    for mac, addresses in spec.recorded_addresses:
-        for address in addresses:
-            _sub(guest, tag % "address", address, nic=mac)
-    return guest
-
-
-def _render_metadata(root, spec):
-    ours = metadata_element(spec)
-    if ours is None and not spec.foreign_metadata:
-        return
-    metadata = _sub(root, "metadata")
-    metadata.extend(copy.deepcopy(spec.foreign_metadata))
-    if ours is not None:
-        metadata.append(ours)
-
-
-def render_xml(spec):
-    """The libvirt domain XML for ``spec``, indented, as a str."""
-    root = ET.Element("domain", {"type": spec.virt_type})
-    _sub(root, "name", spec.name)
-    if spec.uuid:
-        _sub(root, "uuid", spec.uuid)
-    _render_metadata(root, spec)
-    _sub(root, "memory", str(spec.memory_mib * 1024), unit="KiB")
-    _sub(root, "vcpu", str(spec.vcpus), placement="static")
-    _render_os(root, spec)
-    _render_cpu(root, spec)
-    _sub(root, "on_crash", "destroy")
-    devices = _sub(root, "devices")
-    for disk in spec.disks:
-        _render_disk(devices, disk)
-    for nic in spec.nics:
-        _render_nic(devices, nic)
-    _render_console(devices, spec)
-    ET.indent(root, space="  ")
-    return ET.tostring(root, encoding="unicode") + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Comparing
 # ---------------------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
-class SpecDiff:
-    """What differs between the defined guest and the wanted one, with both as XML for Ansible's --diff."""
+class DefinitionChange:
+    """What a run changes in a guest's definition: the options (``changes``), and the defined and the wanted XML,
+    which is what gets defined and what Ansible's --diff shows (the same layout on both sides, so only the changed
+    lines differ). ``before`` is empty for a guest that is not defined yet."""
 
     changes: list
     before: str
@@ -654,15 +365,24 @@ class SpecDiff:
                     before_header="guest %s (defined)" % name, after_header="guest %s (wanted)" % name)
 
 
-def diff_specs(current, desired):
-    """Compare specs. ``current`` None means the guest is not defined yet: every option set is a change."""
+def changed_options(current, desired):
+    """The options whose value differs. ``current`` None means the guest is not defined yet: every option set."""
     changes = []
     for field, option in COMPARED_FIELDS:
-        wanted = getattr(desired, field)
-        differs = wanted not in (None, []) if current is None else getattr(current, field) != wanted
+        wanted = comparable(desired, field)
+        differs = wanted not in (None, []) if current is None else comparable(current, field) != wanted
         if differs and option not in changes:
             changes.append(option)
-    return SpecDiff(changes=changes, before=render_xml(current) if current else "", after=render_xml(desired))
+    return changes
+
+
+def plan_definition(defined_xml, desired):
+    """The change from the guest's inactive XML ``defined_xml`` (None: not defined yet) to ``desired``: libvirt's
+    document edited where ``desired`` differs, everything else carried over."""
+    if defined_xml is None:
+        return DefinitionChange(changed_options(None, desired), "", render_xml(desired))
+    before, after = edited_xml(defined_xml, desired)
+    return DefinitionChange(changed_options(spec_from_xml(defined_xml), desired), before, after)
 
 
 def describe(spec, state, autostart=None):
@@ -799,9 +519,9 @@ def inactive_xml(domain):
     return call("reading the definition of guest '%s'" % domain.name(), domain.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE)
 
 
-def define(conn, spec):
-    """Define (or redefine) the guest; returns the domain."""
-    return call("defining guest '%s'" % spec.name, conn.defineXML, render_xml(spec))
+def define(conn, name, xml):
+    """Define (or redefine) the guest ``name`` from ``xml``; returns the domain."""
+    return call("defining guest '%s'" % name, conn.defineXML, xml)
 
 
 def record_live_addresses(domain, spec):

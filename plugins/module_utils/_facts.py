@@ -7,8 +7,8 @@ from __future__ import annotations
 import ipaddress
 import xml.etree.ElementTree as ET
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink
-from ansible_collections.arctictern.virt.plugins.module_utils._domain import metadata_addresses
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink, _placement
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import metadata_addresses
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
 
 # Where guest addresses can come from; the order given by the caller is the order of preference.
@@ -96,6 +96,11 @@ def _is_local(domain):
         uri = domain.connect().getURI()
     except _libvirt.libvirt.libvirtError:
         return False
+    return _is_local_uri(uri)
+
+
+def _is_local_uri(uri):
+    """Whether ``uri`` reaches a daemon on this host (no host part, or localhost)."""
     authority = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
     return authority in ("", "localhost")
 
@@ -141,11 +146,22 @@ def _running_job(domain):
         return None  # the guest stopped or left meanwhile, or the driver keeps no job statistics
 
 
-def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):
-    """A guest as plain data: identity, state, size, NICs with their addresses.
+def _guest_cpu(root, virt_type, host_cpu_model):
+    """The guest's CPU as placement needs it: mode, named model, and the host CPU a host-passthrough guest sees."""
+    cpu = root.find("cpu")
+    # No <cpu>: the hypervisor's default CPU; a <cpu> without mode is a custom one (libvirt's default).
+    mode = None if cpu is None else cpu.get("mode") or "custom"
+    model = (cpu.findtext("model") or None) if mode == "custom" else None
+    return {"mode": mode, "model": model,
+            "host_cpu_model": host_cpu_model if _placement.sees_host_cpu(mode, virt_type) else None}
 
-    ``sources`` are address sources from ADDRESS_SOURCES, most trusted first. Raises NotFound when the
-    domain disappeared meanwhile (destroyed, or migrated away).
+
+def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, host_cpu_model=None):
+    """A guest as plain data: identity, state, size, platform (arch, machine, CPU), NICs with their addresses.
+
+    ``sources`` are address sources from ADDRESS_SOURCES, most trusted first. ``host_cpu_model`` is the CPU
+    model of the guest's host (describe_host's cpu_model), reported for a guest that sees the host's CPU.
+    Raises NotFound when the domain disappeared meanwhile (destroyed, or migrated away).
     """
     try:
         xml = domain.XMLDesc(0)
@@ -167,6 +183,11 @@ def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):
         "max_memory_mib": _kib_to_mib(_text(root, "memory")),
         "vcpus": int(vcpu.get("current") or vcpu.text) if vcpu is not None else None,
         "virt_type": root.get("type"),
+        # The live definition of a running guest: the versioned machine, and a host-model CPU as the model it
+        # was expanded to when it started, which is what a destination must offer.
+        "arch": _attr(root, "os/type", "arch"),
+        "machine": _attr(root, "os/type", "machine"),
+        "cpu": _guest_cpu(root, root.get("type"), host_cpu_model),
         "autostart": bool(_libvirt.call("reading autostart of guest '%s'" % name, domain.autostart)),
         "persistent": bool(_libvirt.call("reading persistence of guest '%s'" % name, domain.isPersistent)),
         "nics": nics,
@@ -178,13 +199,13 @@ def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False):
     return guest
 
 
-def describe_guests(conn, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, active_only=False):
+def describe_guests(conn, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, active_only=False, host_cpu_model=None):
     """Every guest of the connection (only running ones with ``active_only``), sorted by name."""
     flags = _libvirt.libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if active_only else 0
     guests = []
     for domain in _libvirt.call("listing guests", conn.listAllDomains, flags):
         try:
-            guests.append(describe_guest(domain, sources, include_xml))
+            guests.append(describe_guest(domain, sources, include_xml, host_cpu_model))
         except NotFound:
             continue  # gone between listing and reading: it is no longer a guest of this host
     return sorted(guests, key=lambda guest: guest["name"])
@@ -195,13 +216,127 @@ def _version(number):
     return "%d.%d.%d" % (number // 1000000, number // 1000 % 1000, number % 1000)
 
 
+def _machines(elements):
+    """Machine type names of <machine> elements, each with the versioned machine its alias stands for."""
+    names = set()
+    for element in elements:
+        names.update(name for name in (element.text, element.get("canonical")) if name)
+    return names
+
+
+def _guest_arches(capabilities):
+    """``{arch: {"os_types": set, "virt_types": {type: set of machines}}}`` from a capabilities document.
+
+    A <domain> element may list machines of its own (for example kvm on some hosts); otherwise the arch's
+    machines apply to it."""
+    arches = {}
+    for guest in capabilities.findall("guest"):
+        arch = guest.find("arch")
+        if arch is None or not arch.get("name"):
+            continue
+        entry = arches.setdefault(arch.get("name"), {"os_types": set(), "virt_types": {}})
+        if guest.findtext("os_type"):
+            entry["os_types"].add(guest.findtext("os_type"))
+        arch_machines = _machines(arch.findall("machine"))
+        for domain in arch.findall("domain"):
+            if domain.get("type"):
+                own = _machines(domain.findall("machine"))
+                entry["virt_types"].setdefault(domain.get("type"), set()).update(own or arch_machines)
+    return arches
+
+
+def _cpu_support(xml):
+    """CPU modes and usable named models from a domain capabilities document; None for what it does not say."""
+    cpu = ET.fromstring(xml).find("cpu")
+    if cpu is None:
+        return {"cpu_modes": None, "cpu_models": None}
+    modes = sorted(mode.get("name") for mode in cpu.findall("mode") if mode.get("supported") == "yes" and mode.get("name"))
+    custom = cpu.find("mode[@name='custom']")
+    models = set()
+    if custom is not None and custom.get("supported") == "yes":
+        for model in custom.findall("model"):
+            # Only what libvirt checked against this host; 'unknown' (some architectures) is not a promise.
+            if model.get("usable") == "yes":
+                models.update(name for name in (model.text, model.get("canonical")) if name)
+    return {"cpu_modes": modes, "cpu_models": sorted(models)}
+
+
+class _DomainCapabilities:
+    """conn.getDomainCapabilities, read once per (arch, machine, virt type); a failure is remembered as unknown."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.cache = {}
+
+    def cpu_support(self, arch, machine, virt_type):
+        key = (arch, machine, virt_type)
+        if key not in self.cache:
+            try:
+                self.cache[key] = _cpu_support(self.conn.getDomainCapabilities(None, arch, machine, virt_type, 0))
+            except (_libvirt.libvirt.libvirtError, ET.ParseError):
+                # No emulator for the arch, a virt type the driver refuses, an old daemon: unknown, not an error.
+                self.cache[key] = {"cpu_modes": None, "cpu_models": None}
+        return self.cache[key]
+
+
+def describe_arches(conn, capabilities):
+    """What guests the host runs, per arch and virt type: machine types (aliases and versioned names), CPU modes
+    and usable named CPU models (None where libvirt's domain capabilities could not tell).
+
+    CPU support is read for the default machine of each arch and virt type: QEMU's CPU models depend on the
+    accelerator, not the machine type."""
+    domcaps = _DomainCapabilities(conn)
+    arches = {}
+    for arch, entry in sorted(_guest_arches(capabilities).items()):
+        arches[arch] = {
+            "os_types": sorted(entry["os_types"]),
+            "virt_types": {
+                virt_type: dict(machines=sorted(machines), **domcaps.cpu_support(arch, None, virt_type))
+                for virt_type, machines in sorted(entry["virt_types"].items())
+            },
+        }
+    return arches
+
+
+def _networks(conn):
+    """(active, inactive) libvirt network names, sorted; (None, None) when the host cannot list them."""
+    try:
+        return sorted(conn.listNetworks()), sorted(conn.listDefinedNetworks())
+    except _libvirt.libvirt.libvirtError:
+        return None, None
+
+
+def host_bridges(conn, uri):
+    """The Linux bridges of the hypervisor, sorted; None when they cannot be known.
+
+    For a daemon on this host (a local URI) they are read over netlink in this process's network namespace, where
+    the hypervisor's guests are plugged (not from /sys, which shows the namespace that mounted it, nor from
+    libvirt's interface driver, which reads /sys through udev). For a remote daemon libvirt's interface driver
+    tells them."""
+    if _is_local_uri(uri) and _netlink.PYROUTE2_IMPORT_ERROR is None:
+        try:
+            with _netlink.open_ipr() as ipr:
+                return _netlink.bridge_names(ipr)
+        except VirtError:
+            return None
+    try:
+        interfaces = conn.listAllInterfaces(_libvirt.libvirt.VIR_CONNECT_LIST_INTERFACES_ACTIVE)
+        return sorted(interface.name() for interface in interfaces
+                      if ET.fromstring(interface.XMLDesc(0)).get("type") == "bridge")
+    except (_libvirt.libvirt.libvirtError, ET.ParseError):
+        return None
+
+
 def describe_host(conn):
-    """The hypervisor as plain data: identity, versions, capacity and the virt types it can run."""
+    """The hypervisor as plain data: identity, versions, capacity, the guests it can run (virt types, machines,
+    CPUs) and what guests plug into (libvirt networks, host bridges)."""
     arch, memory_mib, cpus = _libvirt.call("reading host information", conn.getInfo)[:3]
     capabilities = ET.fromstring(_libvirt.call("reading host capabilities", conn.getCapabilities))
+    uri = _libvirt.call("reading connection URI", conn.getURI)
+    networks, inactive_networks = _networks(conn)
     return {
         "hostname": _libvirt.call("reading host name", conn.getHostname),
-        "uri": _libvirt.call("reading connection URI", conn.getURI),
+        "uri": uri,
         "hypervisor": _libvirt.call("reading hypervisor type", conn.getType),
         "hypervisor_version": _version(_libvirt.call("reading hypervisor version", conn.getVersion)),
         "libvirt_version": _version(_libvirt.call("reading libvirt version", conn.getLibVersion)),
@@ -211,4 +346,10 @@ def describe_host(conn):
         "free_memory_mib": _libvirt.call("reading free memory", conn.getFreeMemory) // (1024 * 1024),
         "virt_types": sorted({domain.get("type") for domain in capabilities.findall("guest/arch/domain") if domain.get("type")}),
         "os_types": sorted({os_type.text for os_type in capabilities.findall("guest/os_type") if os_type.text}),
+        "cpu_model": capabilities.findtext("host/cpu/model"),
+        "cpu_vendor": capabilities.findtext("host/cpu/vendor"),
+        "arches": describe_arches(conn, capabilities),
+        "networks": networks,
+        "inactive_networks": inactive_networks,
+        "bridges": host_bridges(conn, uri),
     }

@@ -328,6 +328,15 @@ def bridge_ports(ipr, bridge):
     return sorted(msg.get_attr("IFLA_IFNAME") for msg in links if msg.get_attr("IFLA_MASTER") == index)
 
 
+def bridge_names(ipr):
+    """The names of the Linux bridges of the socket's network namespace, sorted.
+
+    Asked over netlink, so it is right inside a network namespace whose /sys still shows another namespace's
+    devices (sysfs shows the namespace that mounted it, as in the lab's hypervisors)."""
+    links = _dump("listing interfaces", ipr.get_links)
+    return sorted(msg.get_attr("IFLA_IFNAME") for msg in links if _kind(msg) == "bridge")
+
+
 def bridge_info(ipr, name):
     """A dict describing bridge ``name`` or None when there is no such interface.
 

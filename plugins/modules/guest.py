@@ -20,8 +20,12 @@ description:
     (52:54:00:xx:xx:xx), so the same task gives the same MAC on any host.
   - When the definition of a running guest changes, the new definition applies from the next boot and the module
     returns RV(restart_needed=true).
-  - Devices the module does not manage (graphics, sound, CD-ROMs, other interface types) are left out when it
-    redefines a guest whose definition changed.
+  - The module edits the defined guest; it does not write it anew. It changes only the elements and attributes its
+    options model, and everything else stays as libvirt has it, including devices it does not manage (graphics,
+    channels, RNG, watchdog, CD-ROMs, network and volume disks, interfaces of other types, host devices, TPM, ...),
+    firmware (loader and NVRAM), features, clock, tuning, security labels, lifecycle actions, other tools'
+    C(<metadata>), and the attributes it does not set on the elements it does (a disk's cache mode or I/O limits,
+    a NIC's driver, bandwidth, VLAN, filter or link state).
 options:
   name:
     description:
@@ -87,7 +91,11 @@ options:
     type: str
   disks:
     description:
-      - The guest's disks, in order. This list replaces the defined disks; leave it out to keep them.
+      - The guest's file and block device disks, in order. This list replaces those disks; leave it out to keep
+        them. Disks of other kinds (CD-ROMs, floppies, network and volume disks) are not affected, and a listed
+        disk cannot take the name of one.
+      - A listed disk keeps the settings the module does not model (cache, I/O limits, serial, boot order, device
+        address, ...) from the defined disk with the same O(disks[].path), else the one with the same name.
       - The module never deletes disk files.
     type: list
     elements: dict
@@ -111,28 +119,34 @@ options:
       format:
         description:
           - Format of the image at O(disks[].path).
+          - Left out, a defined disk with this path keeps its format, and a new disk is V(qcow2).
         type: str
         choices: [qcow2, raw]
-        default: qcow2
       target:
         description:
           - Device name in the guest, for example V(vda), V(vdb), V(xvda) or V(sda).
-          - Left out, the first free name of the bus is used (V(vda), V(vdb), ... on virtio; V(xvda), ... on xen).
+          - Left out, a defined disk with this path keeps its name; a new one gets the first free name of its bus
+            (V(vda), V(vdb), ... on virtio; V(xvda), ... on xen), skipping the names of disks the module does not
+            manage.
         type: str
       bus:
         description:
-          - Disk bus. Defaults to V(virtio) on KVM and QEMU and to V(xen) on Xen. A Xen PV guest only has V(xen).
+          - Disk bus. Left out, a defined disk with this path keeps its bus; a new one is on V(virtio) on KVM and
+            QEMU and on V(xen) on Xen. A Xen PV guest only has V(xen).
         type: str
         choices: [virtio, xen, sata, scsi, ide]
       readonly:
         description:
           - Attach the disk read-only.
+          - Left out, a defined disk with this path keeps its setting, and a new disk is writable.
         type: bool
-        default: false
   nics:
     description:
-      - The guest's network interfaces, in order. This list replaces the defined interfaces; leave it out to keep
-        them.
+      - The guest's interfaces on libvirt networks and host bridges, in order. This list replaces those
+        interfaces; leave it out to keep them. Interfaces of other types (direct, user, hostdev, ...) are not
+        affected, and a listed NIC cannot take the MAC of one.
+      - A listed NIC keeps the settings the module does not model (driver, bandwidth, VLAN, filter, link state,
+        MTU, boot order, device address, ...) from the defined NIC with the same MAC.
       - Each needs exactly one of O(nics[].network) and O(nics[].bridge).
     type: list
     elements: dict
@@ -153,8 +167,8 @@ options:
       model:
         description:
           - NIC model, for example V(virtio) or V(e1000).
-          - Defaults to V(virtio) on KVM and QEMU; on Xen it is left out, so that libxl gives the guest a
-            paravirtual NIC.
+          - Left out, a defined NIC keeps its model. A new NIC gets V(virtio) on KVM and QEMU; on Xen none, so that
+            libxl gives the guest a paravirtual NIC.
         type: str
       addresses:
         description:
@@ -202,7 +216,8 @@ attributes:
     support: full
   diff_mode:
     support: full
-    details: The diff shows the managed part of the guest definition as libvirt XML, before and after.
+    details: The diff shows the guest's whole definition as libvirt XML, as defined and as wanted; only the lines
+      the task changes differ.
   platform:
     platforms: posix
 notes:
@@ -322,17 +337,15 @@ xml:
   type: str
 """
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
-from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import (
-    REQUIRED_LIBS, call, connection, domain_state, lookup_domain, lookup_network,
-)
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain_model as model
+from ansible_collections.arctictern.virt.plugins.module_utils._guest import ensure_guest
+from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import REQUIRED_LIBS
 from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
     state=dict(type="str", default="present", choices=["present", "running", "shutdown", "paused", "destroyed", "absent"]),
-    hypervisor=dict(type="str", default="auto", choices=["auto"] + list(domains.VIRT_TYPES)),
+    hypervisor=dict(type="str", default="auto", choices=["auto"] + list(model.VIRT_TYPES)),
     memory=dict(type="int"),
     vcpus=dict(type="int"),
     cpu_model=dict(type="str"),
@@ -343,11 +356,11 @@ ARGUMENT_SPEC = dict(
     disks=dict(type="list", elements="dict", options=dict(
         path=dict(type="path", required=True),
         base_image=dict(type="path"),
-        base_format=dict(type="str", choices=list(domains.DISK_FORMATS)),
-        format=dict(type="str", default="qcow2", choices=list(domains.DISK_FORMATS)),
+        base_format=dict(type="str", choices=list(model.DISK_FORMATS)),
+        format=dict(type="str", choices=list(model.DISK_FORMATS)),
         target=dict(type="str"),
-        bus=dict(type="str", choices=list(domains.DISK_BUSES)),
-        readonly=dict(type="bool", default=False),
+        bus=dict(type="str", choices=list(model.DISK_BUSES)),
+        readonly=dict(type="bool"),
     )),
     nics=dict(type="list", elements="dict", options=dict(
         network=dict(type="str"),
@@ -358,154 +371,10 @@ ARGUMENT_SPEC = dict(
     )),
     serial_log=dict(type="path"),
     autostart=dict(type="bool"),
-    xen_mode=dict(type="str", default="auto", choices=["auto"] + list(domains.XEN_MODES)),
+    xen_mode=dict(type="str", default="auto", choices=["auto"] + list(model.XEN_MODES)),
     shutdown_timeout=dict(type="int", default=60),
     force=dict(type="bool", default=False),
 )
-
-
-def _check_networks(conn, params, spec):
-    """Fail before changing anything when a NIC names a network the host does not have."""
-    if params["nics"] is None:
-        return
-    for index, nic in enumerate(spec.nics):
-        if nic.source_type == "network" and lookup_network(conn, nic.source) is None:
-            raise InvalidOption("nics[%d].network" % index, "there is no libvirt network '%s' at %s" % (nic.source, params["uri"]))
-
-
-def _ensure_definition(module, conn, domain, current, was_active, result):
-    """Define or update the guest when the task describes it (``was_active``: it runs, which defining keeps).
-
-    Returns (domain, desired spec or None, overlay files this run created)."""
-    params = module.params
-    if domain is not None and not domains.definition_requested(params):
-        return domain, None, []
-    caps = domains.host_capabilities(conn)
-    virt_type = domains.resolve_virt_type(conn, caps, params["hypervisor"], current)
-    desired = domains.complete_from_host(domains.spec_from_options(params, virt_type, current), caps)
-    _check_networks(conn, params, desired)
-    overlays = domains.missing_overlays(desired)
-    diff = domains.diff_specs(current, desired)
-    result["changes"] = diff.changes
-    if module._diff and diff.changed:
-        result["diff"] = diff.for_ansible(desired.name)
-    if not (diff.changed or overlays):
-        return domain, desired, []
-    result["changed"] = True
-    if module.check_mode:
-        return domain, desired, []
-    created = domains.create_overlays(module, overlays)
-    if not diff.changed:
-        return domain, desired, created
-    try:
-        domain = domains.define(conn, desired)
-    except Exception:
-        domains.remove_files(created)
-        raise
-    if domains.ADDRESSES_CHANGE in diff.changes and was_active:
-        domains.record_live_addresses(domain, desired)
-    return domain, desired, created
-
-
-def _ensure_autostart(module, domain, result):
-    wanted = module.params["autostart"]
-    current = bool(call("reading autostart", domain.autostart)) if domain is not None else False
-    if wanted is None or wanted == current:
-        return current
-    result["changed"] = True
-    if not module.check_mode:
-        call("setting autostart of guest '%s'" % domain.name(), domain.setAutostart, int(wanted))
-    return wanted
-
-
-def _ensure_power(module, domain, state, result):
-    """Bring the guest to ``state``; returns the resulting power state (predicted in check mode)."""
-    now = domain_state(domain) if domain is not None else "shutoff"
-    active = domains.is_active(domain) if domain is not None else False
-    if state == "present":
-        return now
-    if state == "paused" and now == "paused":
-        return now
-    if state in ("running", "paused"):
-        if now in ("paused", "pmsuspended") or not active:
-            result["changed"] = True
-            if not module.check_mode:
-                domains.start(domain)
-            now = "running"
-        if state == "paused" and now != "paused":
-            result["changed"] = True
-            if not module.check_mode:
-                call("pausing guest '%s'" % domain.name(), domain.suspend)
-            now = "paused"
-        return now
-    if not active:
-        return now
-    result["changed"] = True
-    if module.check_mode:
-        return "shutoff"
-    if state == "destroyed":
-        domains.destroy(domain)
-    elif domains.shutdown(domain, module.params["shutdown_timeout"], module.params["force"]) == "destroyed":
-        module.warn("guest '%s' did not shut down within %s seconds and was powered off (force: true)"
-                    % (domain.name(), module.params["shutdown_timeout"]))
-    return domain_state(domain)
-
-
-def _remove(module, domain, name, result):
-    result["guest"] = dict(name=name, state="absent")
-    if domain is None:
-        return result
-    result["changed"] = True
-    persistent = bool(call("reading guest '%s'" % name, domain.isPersistent))
-    if module._diff and persistent:
-        result["diff"] = dict(before=domains.render_xml(domains.spec_from_xml(domains.inactive_xml(domain))), after="",
-                              before_header="guest %s (defined)" % name, after_header="guest %s (removed)" % name)
-    if not module.check_mode:
-        domains.destroy(domain)
-        # A transient guest is gone once it is off.
-        if persistent:
-            domains.undefine(domain)
-    return result
-
-
-def ensure_guest(module):
-    params = module.params
-    name = domains.check_name(params["name"])
-    state = params["state"]
-    if params["shutdown_timeout"] < 0:
-        raise InvalidOption("shutdown_timeout", "must be 0 or more seconds")
-    result = dict(changed=False, restart_needed=False, changes=[])
-    with connection(params["uri"], params["connect_timeout"]) as conn:
-        domain = lookup_domain(conn, name)
-        if state == "absent":
-            return _remove(module, domain, name, result)
-        if domain is None and not domains.definition_requested(params):
-            domains.require_guest(domain, name, state)
-        current = domains.spec_from_xml(domains.inactive_xml(domain)) if domain is not None else None
-        was_active = domains.is_active(domain) if domain is not None else False
-        is_new = domain is None
-        domain, desired, created = _ensure_definition(module, conn, domain, current, was_active, result)
-        autostart = _ensure_autostart(module, domain, result)
-        try:
-            power = _ensure_power(module, domain, state, result)
-        except VirtError as error:
-            # Some problems only show when the guest starts (a missing bridge or disk file): a guest this task
-            # created is removed again rather than left half-made.
-            if is_new and domain is not None and not module.check_mode:
-                domains.undefine(domain)
-                domains.remove_files(created)
-                raise VirtError("%s (the new guest was not kept)" % error.msg, **error.details) from None
-            raise
-        needs_boot = [change for change in result["changes"] if change != domains.ADDRESSES_CHANGE]
-        result["restart_needed"] = bool(needs_boot) and was_active and power not in ("shutoff", "crashed")
-        if domain is not None and not (module.check_mode and result["changes"]):
-            result["xml"] = domains.inactive_xml(domain)
-            final = domains.spec_from_xml(result["xml"])
-        else:
-            result["xml"] = domains.render_xml(desired)
-            final = desired
-        result["guest"] = domains.describe(final, power, autostart)
-    return result
 
 
 def main():

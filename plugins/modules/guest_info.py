@@ -11,8 +11,11 @@ version_added: 0.1.0
 author:
   - arctictern.virt developers (@arctictern)
 description:
-  - Lists the guests (libvirt domains) of a hypervisor with their state, size, network interfaces and
-    the addresses known for them, and describes the hypervisor (versions, memory, CPUs, virt types).
+  - Lists the guests (libvirt domains) of a hypervisor with their state, size, platform (architecture, machine
+    type, CPU), network interfaces and the addresses known for them, and describes the hypervisor (versions,
+    memory, CPUs, the guests it can run, its libvirt networks and host bridges).
+  - The guests' platform and NICs and the hypervisor's offer are what the M(arctictern.virt.placement) filter
+    compares to place a guest only on a hypervisor that can run it.
   - Addresses are best effort and come from the sources in O(address_sources), most trusted first.
   - Never changes anything.
 options:
@@ -121,6 +124,40 @@ guests:
       description: libvirt domain type, for example C(kvm), C(qemu) or C(xen).
       type: str
       sample: kvm
+    arch:
+      description: CPU architecture of the guest.
+      type: str
+      sample: x86_64
+    machine:
+      description:
+        - Machine type of the guest as libvirt stores it, that is the versioned machine an alias such as C(pc)
+          stood for when the guest was defined. Null where the definition has none.
+      type: str
+      sample: pc-i440fx-7.2
+    cpu:
+      description:
+        - The guest's CPU, from its live definition while it runs.
+        - A running guest defined with V(host-model) is shown as the V(custom) model libvirt expanded it to when it
+          started, which is the CPU a destination has to offer.
+      type: dict
+      contains:
+        mode:
+          description:
+            - libvirt's CPU mode, V(custom), V(host-model), V(host-passthrough) or V(maximum).
+            - Null when the definition has no C(<cpu>) element (the hypervisor's default CPU).
+          type: str
+          sample: custom
+        model:
+          description: The named CPU model of a V(custom) CPU, null otherwise.
+          type: str
+          sample: qemu64
+        host_cpu_model:
+          description:
+            - For a guest that sees its host's CPU (V(host-passthrough), or V(maximum) with hardware acceleration),
+              the host's CPU model (RV(host.cpu_model)); null otherwise.
+          type: str
+          sample: Skylake-Client-IBRS
+      sample: {"mode": "custom", "model": "qemu64", "host_cpu_model": null}
     autostart:
       description: Whether the guest starts when the hypervisor boots.
       type: bool
@@ -130,7 +167,10 @@ guests:
       type: bool
       sample: true
     nics:
-      description: The guest's network interfaces, in definition order.
+      description:
+        - The guest's network interfaces, in definition order.
+        - A guest can only run where every libvirt network its V(network) NICs use is active and every host bridge
+          its V(bridge) NICs use exists.
       type: list
       elements: dict
       contains:
@@ -255,6 +295,54 @@ host:
       type: list
       elements: str
       sample: [hvm]
+    cpu_model:
+      description: Model of the hypervisor's CPU as libvirt names it (its capabilities), null when libvirt does not say.
+      type: str
+      sample: Skylake-Client-IBRS
+    cpu_vendor:
+      description: Vendor of the hypervisor's CPU, null when libvirt does not say.
+      type: str
+      sample: Intel
+    arches:
+      description:
+        - The guests the hypervisor can run, by architecture (for example C(x86_64)), from libvirt's capabilities.
+        - Each architecture has C(os_types) and C(virt_types), which maps each domain type offered for the
+          architecture (C(kvm), C(qemu), C(xen)) to C(machines), C(cpu_modes) and C(cpu_models).
+        - C(machines) lists the machine types, both versioned names (C(pc-i440fx-7.2)) and aliases (C(pc)).
+        - C(cpu_modes) lists the CPU modes libvirt supports there (V(custom), V(host-model), V(host-passthrough),
+          V(maximum)), and C(cpu_models) the named CPU models it found usable on this host, from libvirt's domain
+          capabilities for the default machine of that architecture and domain type. Both are null when libvirt
+          could not tell (for example an old daemon, or an emulator that fails to start); that does not fail the
+          module.
+      type: dict
+      sample:
+        x86_64:
+          os_types: [hvm]
+          virt_types:
+            qemu:
+              machines: [pc, pc-i440fx-7.2, pc-q35-7.2, q35]
+              cpu_modes: [custom, host-model, maximum]
+              cpu_models: [Nehalem, qemu64]
+    networks:
+      description: Names of the active libvirt networks; null when libvirt cannot list networks.
+      type: list
+      elements: str
+      sample: [lan, nat]
+    inactive_networks:
+      description: Names of the defined libvirt networks that are not active; null when libvirt cannot list networks.
+      type: list
+      elements: str
+      sample: []
+    bridges:
+      description:
+        - Names of the Linux bridges of the hypervisor, which guests' C(bridge) NICs plug into; null when they cannot
+          be read.
+        - For a local O(uri) they are read over netlink in the network namespace the module runs in (correct inside
+          a network namespace, where /sys may show another namespace's devices); for a remote one, from libvirt's
+          interface driver.
+      type: list
+      elements: str
+      sample: [br0, virbr1]
 """
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _facts, _libvirt
@@ -266,14 +354,14 @@ def gather(module):
     params = module.params
     sources = params["address_sources"]
     with _libvirt.connection(params["uri"], params["connect_timeout"]) as conn:
+        host = _facts.describe_host(conn)
         if params["name"] is None:
-            guests = _facts.describe_guests(conn, sources, params["include_xml"])
+            guests = _facts.describe_guests(conn, sources, params["include_xml"], host_cpu_model=host["cpu_model"])
         else:
             domain = _libvirt.lookup_domain(conn, params["name"])
             if domain is None:
                 raise InvalidOption("name", "no guest named '%s' on %s" % (params["name"], params["uri"]))
-            guests = [_facts.describe_guest(domain, sources, params["include_xml"])]
-        host = _facts.describe_host(conn)
+            guests = [_facts.describe_guest(domain, sources, params["include_xml"], host["cpu_model"])]
     if params["state"]:
         guests = [guest for guest in guests if guest["state"] in params["state"]]
     return {"guests": guests, "host": host}

@@ -15,8 +15,14 @@ description:
   - A V(nat) network is a bridge that libvirt creates, with the host's address on it, DHCP and DNS for the
     guests and NAT to the outside. An V(isolated) network is the same without the way out. A V(bridge)
     network puts guests on an existing host bridge (see M(arctictern.virt.host_bridge)).
-  - When O(mode) is given, the options describe the whole definition; options left out are left out of it.
-    libvirt's UUID, the bridge's MAC address and a bridge name libvirt chose are kept.
+  - The module edits the network's definition, it never writes a new one. It changes only what its options
+    model (the forward mode, the bridge name, the first IPv4 address with its DHCP range and static leases, the
+    DNS domain and the MTU) and only where the definition differs from them. Everything else is kept as libvirt
+    has it, for example IPv6 addresses, further IPv4 addresses, DNS hosts, SRV and TXT records and forwarders,
+    static routes, bandwidth limits, port groups, NAT address and port ranges, the bridge's other settings and
+    metadata; so are libvirt's UUID, the bridge's MAC address and a bridge name libvirt chose.
+  - An option left out keeps what is defined, also when O(mode) is given. Each option has a value that removes
+    what it models, given with that option.
   - libvirt applies most changes to a running network only when it restarts. The module then returns
     RV(restart_needed=true), or restarts the network with O(restart=true).
   - O(port_forwards) publishes guest ports of a V(nat) network on the host, with iptables rules
@@ -38,48 +44,67 @@ options:
     default: active
   mode:
     description:
-      - How the network reaches the outside. Required to define a network that does not exist, and to change
-        a definition. Without it the definition of an existing network is left as it is and only its state,
-        autostart and port forwards are managed; O(bridge), O(address), O(dhcp), O(static_leases),
-        O(domain) and O(mtu) then cannot be given.
-      - V(nat) routes the guests to the outside behind the host's addresses. Needs O(address).
-      - V(isolated) connects the guests with each other and the host only.
+      - How the network reaches the outside. Required to define a network that does not exist. For an existing
+        network it changes the forward mode when given, and keeps it when left out.
+      - V(nat) routes the guests to the outside behind the host's addresses. Needs an address (O(address), or
+        the one defined).
+      - V(isolated) connects the guests with each other and the host only; the network has no C(<forward>).
+        Changing a V(nat) network to V(isolated) removes its C(<forward>) element with what it holds (NAT ranges,
+        a forward device), which is what the mode means.
       - V(bridge) connects the guests to the existing host bridge O(bridge); libvirt neither addresses nor
         serves it, so O(address), O(dhcp), O(static_leases), O(domain), O(mtu) and O(port_forwards) are not
-        possible.
+        possible. Moving a network onto a host bridge removes what libvirt refuses in that mode (its addresses
+        with DHCP, static routes, DNS, domain, MTU, MAC address, and the bridge's STP and delay settings); moving
+        it off one drops the host bridge's name, so that libvirt names the bridge it creates unless O(bridge)
+        is given.
+      - A network in a mode the module does not model (V(route), V(open), V(private), ...) keeps its mode when
+        O(mode) is left out, and its modelled parts are edited in place as for V(nat) (for V(route) and V(open))
+        or as for V(bridge) (for the modes without a bridge of libvirt's own, where also O(bridge) is refused).
     type: str
     choices: [nat, bridge, isolated]
   bridge:
     description:
       - Name of the bridge. For V(nat) and V(isolated), the bridge libvirt creates; without it libvirt picks
         a free C(virbrN) name, which later runs keep.
-      - For O(mode=bridge), the existing host bridge; required there.
+      - For O(mode=bridge), the existing host bridge; required to move a network onto a host bridge.
+      - It cannot be removed, since a network always has a bridge; its other settings (STP, delay, MAC table
+        manager) are kept.
     type: str
   address:
     description:
       - The host's IPv4 address on the network with the prefix length of the subnet, for example
         V(198.18.100.1/24). The guests' addresses come from this subnet.
-      - Required for O(mode=nat); optional for O(mode=isolated), which is then a bare bridge.
+      - This is the first IPv4 C(<ip>) of the definition, whose address and prefix length change in place
+        (written as a netmask or as a prefix, as the definition has it). Further addresses are kept.
+      - Needed for O(mode=nat); optional for O(mode=isolated), which is then a bare bridge.
+      - V("") removes the address, with its DHCP range and static leases (not possible for O(mode=nat)).
+      - A new address must still hold the DHCP range and the leases that are kept; give O(dhcp) and
+        O(static_leases) along with it otherwise.
     type: str
   dhcp:
     description:
-      - The range of addresses libvirt's DHCP server hands out. Without it there is no DHCP range
-        (O(static_leases) are still served).
+      - The range of addresses libvirt's DHCP server hands out, the first C(<range>) of the address of
+        O(address). Its other settings (a C(<lease>) time) and further ranges are kept.
+      - An empty dict, V({}), removes the DHCP ranges (O(static_leases) are still served). Left out, the defined
+        range is kept.
+      - O(dhcp.start) and O(dhcp.end) are given together, or both left out to remove the ranges.
     type: dict
     suboptions:
       start:
         description:
           - First address of the range, inside the subnet of O(address).
         type: str
-        required: true
       end:
         description:
           - Last address of the range, inside the subnet of O(address) and not before O(dhcp.start).
         type: str
-        required: true
   static_leases:
     description:
-      - Fixed DHCP leases. Each MAC address, IP address and name can appear once.
+      - Fixed DHCP leases (the C(<host>) elements with an IP address of the address of O(address)). Each MAC
+        address, IP address and name can appear once.
+      - The list is exact. Leases of that address that are not listed are removed, and V([]) removes them all.
+        A lease that was defined with the same MAC address (else IP address) keeps what the module does not
+        model, such as its C(<lease>) time. Left out, the defined leases are kept.
     type: list
     elements: dict
     suboptions:
@@ -101,7 +126,7 @@ options:
     description:
       - Ports of the host forwarded to guests, for O(mode=nat) only.
       - The list is exact. Forwards of this network that are not listed are removed, and V([]) removes all.
-        When O(mode) and O(port_forwards) are both left out, the forwards are left as they are.
+        When O(port_forwards) is left out, the forwards are left as they are.
       - Forwards are iptables rules in chains of the network's own (C(ATV_DNAT_*) in the nat table,
         C(ATV_FWD_*) in the filter table). They are in place while the network is active and removed when it
         is stopped or removed. They are not kept across reboots of the host, and a restart of the network
@@ -139,11 +164,14 @@ options:
         type: str
   domain:
     description:
-      - DNS domain of the network; the guests' names are served in it.
+      - DNS domain of the network; the guests' names are served in it. Other settings of the defined
+        C(<domain>) (C(localOnly), C(register)) are kept.
+      - V("") removes the domain. Left out, the defined domain is kept.
     type: str
   mtu:
     description:
       - MTU of the network's bridge.
+      - V(0) removes it, so that libvirt's default applies. Left out, the defined MTU is kept.
     type: int
   autostart:
     description:
@@ -165,12 +193,13 @@ attributes:
     description: Reports what would change without changing the network or the iptables rules.
   diff_mode:
     support: full
-    description: Shows the network (definition, state, autostart and port forwards) before and after.
+    description:
+      - Two entries. The network's definition as libvirt XML before and after, both indented the same way, so
+        that only the lines the task changes differ; then the run state (active, autostart, port forwards).
 notes:
-  - Parts of a definition that the module does not model (IPv6 addresses, DNS records, routes, port groups)
-    are kept as long as the modelled parts are unchanged, and dropped when the module writes a new definition.
-  - Networks of other modes (route, open, ...) can be started, stopped, removed and described, but only
-    redefined as V(nat), V(isolated) or V(bridge).
+  - Parts of a definition that the module does not model (IPv6 addresses, DNS records, routes, port groups,
+    bandwidth, metadata, ...) are kept whatever the module changes, except where a change of O(mode) makes
+    libvirt refuse them (see O(mode)).
 seealso:
   - module: arctictern.virt.guest
   - module: arctictern.virt.host_bridge
@@ -293,6 +322,12 @@ network:
       type: list
       elements: dict
       sample: [{proto: tcp, host_port: 2210, guest_ip: 198.18.100.10, guest_port: 22, host_address: null}]
+changes:
+  description: Options whose value in the network's definition changed (or would change, in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: [dhcp, static_leases]
 xml:
   description: The libvirt XML definition of the network (what it would be, in check mode).
   returned: when O(state) is not V(absent)
@@ -311,186 +346,39 @@ firewall_commands:
   sample: [["/usr/sbin/iptables", "-w", "-t", "nat", "-N", "ATV_DNAT_5d41402abc4b"]]
 """
 
-import os
-from urllib.parse import urlsplit
-
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
-from ansible_collections.arctictern.virt.plugins.module_utils._firewall import Iptables, current_forwards, plan
-from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import REQUIRED_LIBS, call, connection, lookup_network
+from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import REQUIRED_LIBS
 from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
-from ansible_collections.arctictern.virt.plugins.module_utils._network import (
-    XML_INACTIVE, describe, render_xml, spec_from_options, spec_from_xml,
+from ansible_collections.arctictern.virt.plugins.module_utils._network import MODES
+from ansible_collections.arctictern.virt.plugins.module_utils._network_task import run
+
+LEASE_OPTIONS = dict(mac=dict(type="str", required=True), ip=dict(type="str", required=True), name=dict(type="str"))
+FORWARD_OPTIONS = dict(
+    proto=dict(type="str", choices=["tcp", "udp"], default="tcp"),
+    host_port=dict(type="int", required=True),
+    guest_ip=dict(type="str", required=True),
+    guest_port=dict(type="int"),
+    host_address=dict(type="str"),
 )
-
-LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1")
-
-
-def _iptables(module, forwards):
-    """Iptables of this host, or None where forwards cannot be managed from here (and none are asked for)."""
-    uri = module.params["uri"]
-    binary = None
-    if urlsplit(uri).hostname not in LOCAL_HOSTS:
-        why = "the rules are made on the host that runs the module, and uri %s is another host" % uri
-    elif os.geteuid() != 0:
-        why = "changing iptables rules needs root (become: true)"
-    else:
-        binary = module.get_bin_path("iptables")
-        why = "iptables is not installed on the host that runs the module"
-    if binary:
-        return Iptables(binary, module.run_command)
-    if forwards:
-        raise InvalidOption("port_forwards", why)
-    return None
-
-
-class NetworkTask:
-    """One run of the module against one network: reads first, validates, then changes (unless check mode)."""
-
-    def __init__(self, module, conn):
-        self.module = module
-        self.params = module.params
-        self.conn = conn
-        self.name = module.params["name"]
-        self.changed = False
-
-    def change(self, what, obj, method, *args):
-        """Count a change; make it (``obj.method(*args)``) outside check mode, where ``obj`` may not exist yet."""
-        self.changed = True
-        if self.module.check_mode:
-            return None
-        return call("%s network '%s'" % (what, self.name), getattr(obj, method), *args)
-
-    def read(self, what, func, *args):
-        return call("%s network '%s'" % (what, self.name), func, *args)
-
-    def run(self):
-        state = self.params["state"]
-        net = lookup_network(self.conn, self.name)
-        current = spec_from_xml(self.read("reading", net.XMLDesc, XML_INACTIVE)) if net else None
-        spec = None if state == "absent" else spec_from_options(self.params, current)
-        if state != "absent" and spec is None:
-            raise InvalidOption("mode", "needed to define network '%s', which does not exist" % self.name)
-        iptables = _iptables(self.module, spec and spec.port_forwards)
-        # Everything is read and validated above; changes start below.
-        tables = iptables.tables() if iptables else {}
-        was_active = bool(net) and bool(self.read("reading state of", net.isActive))
-        autostart = bool(net) and bool(self.read("reading autostart of", net.autostart))
-        before = describe(current, was_active, autostart, current_forwards(tables, self.name)) if net else {}
-        if state == "absent":
-            result = self.remove(net, was_active, iptables, tables)
-        else:
-            result = self.ensure(net, current, spec, was_active, autostart, iptables, tables)
-        result["changed"] = self.changed
-        if self.module._diff:
-            result["diff"] = dict(before=before, after=result["network"])
-        return result
-
-    def remove(self, net, was_active, iptables, tables):
-        # Asked first: a transient network is gone once stopped.
-        persistent = bool(net) and self.read("reading persistence of", net.isPersistent)
-        if was_active:
-            self.change("stopping", net, "destroy")
-        if persistent:
-            self.change("undefining", net, "undefine")
-        commands = self.forwards(iptables, tables, ())
-        return dict(network={}, restart_needed=False, firewall_commands=commands)
-
-    def ensure(self, net, current, spec, was_active, autostart, iptables, tables):
-        state = self.params["state"]
-        persistent = bool(net) and bool(self.read("reading persistence of", net.isPersistent))
-        xml = None
-        if self.params["mode"] is not None:
-            if not persistent or spec != current:
-                xml = render_xml(spec)
-        elif not persistent:
-            xml = self.read("reading", net.XMLDesc, 0)  # keep a transient network as it runs
-        if xml is not None:
-            net = self.change("defining", self.conn, "networkDefineXML", xml) or net
-
-        wanted_autostart = self.params["autostart"]
-        if wanted_autostart is not None and wanted_autostart != autostart:
-            self.change("setting autostart of", net, "setAutostart", int(wanted_autostart))
-            autostart = wanted_autostart
-
-        stale = was_active and spec_from_xml(self.read("reading", net.XMLDesc, 0)) != spec
-        started = restart_needed = False
-        if state == "active" and not was_active:
-            started = True
-            self.change("starting", net, "create")
-        elif state == "inactive" and was_active:
-            self.change("stopping", net, "destroy")
-        elif stale and self.params["restart"]:
-            started = True
-            self.change("stopping", net, "destroy")
-            self.change("starting", net, "create")
-        else:
-            restart_needed = stale
-        active = state == "active" or (state == "present" and was_active)
-
-        if iptables and started and not self.module.check_mode:
-            tables = iptables.tables()  # starting the network put libvirt's jumps on top of FORWARD
-        if not active or spec.mode != "nat":
-            wanted = ()
-        elif spec.port_forwards is None:
-            wanted = current_forwards(tables, self.name)
-        else:
-            wanted = spec.port_forwards
-        commands = self.forwards(iptables, tables, wanted)
-
-        if self.module.check_mode or xml is None:
-            xml = xml or self.read("reading", net.XMLDesc, XML_INACTIVE)
-            final = spec
-        else:
-            xml = self.read("reading", net.XMLDesc, XML_INACTIVE)
-            final = spec_from_xml(xml)  # with what libvirt filled in: UUID, bridge name, MAC
-        network = describe(final, active, autostart, wanted if iptables else ())
-        return dict(network=network, xml=xml, restart_needed=restart_needed, firewall_commands=commands)
-
-    def forwards(self, iptables, tables, wanted):
-        """Bring the network's iptables rules to ``wanted``; the argv lists run (or to run, in check mode)."""
-        if not iptables:
-            return []
-        commands = plan(tables, self.name, wanted)
-        if commands:
-            self.changed = True
-            if not self.module.check_mode:
-                iptables.apply(commands)
-        return [iptables.argv(command) for command in commands]
-
-
-def handler(module):
-    with connection(module.params["uri"], module.params["connect_timeout"]) as conn:
-        return NetworkTask(module, conn).run()
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "active", "inactive", "absent"], default="active"),
+    mode=dict(type="str", choices=list(MODES)),
+    bridge=dict(type="str"),
+    address=dict(type="str"),
+    # start and end are both given or both left out (dhcp: {} removes the range); _network checks it, naming dhcp.
+    dhcp=dict(type="dict", options=dict(start=dict(type="str"), end=dict(type="str"))),
+    static_leases=dict(type="list", elements="dict", options=LEASE_OPTIONS),
+    port_forwards=dict(type="list", elements="dict", options=FORWARD_OPTIONS),
+    domain=dict(type="str"),
+    mtu=dict(type="int"),
+    autostart=dict(type="bool"),
+    restart=dict(type="bool", default=False),
+)
 
 
 def main():
-    lease = dict(mac=dict(type="str", required=True), ip=dict(type="str", required=True), name=dict(type="str"))
-    forward = dict(
-        proto=dict(type="str", choices=["tcp", "udp"], default="tcp"),
-        host_port=dict(type="int", required=True),
-        guest_ip=dict(type="str", required=True),
-        guest_port=dict(type="int"),
-        host_address=dict(type="str"),
-    )
-    module = ArcticternModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "active", "inactive", "absent"], default="active"),
-            mode=dict(type="str", choices=["nat", "bridge", "isolated"]),
-            bridge=dict(type="str"),
-            address=dict(type="str"),
-            dhcp=dict(type="dict", options=dict(start=dict(type="str", required=True), end=dict(type="str", required=True))),
-            static_leases=dict(type="list", elements="dict", options=lease),
-            port_forwards=dict(type="list", elements="dict", options=forward),
-            domain=dict(type="str"),
-            mtu=dict(type="int"),
-            autostart=dict(type="bool"),
-            restart=dict(type="bool", default=False),
-        ),
-        required_libs=REQUIRED_LIBS,
-        supports_check_mode=True,
-    )
-    module.run(handler)
+    module = ArcticternModule(ARGUMENT_SPEC, required_libs=REQUIRED_LIBS, supports_check_mode=True)
+    module.run(run)
 
 
 if __name__ == "__main__":

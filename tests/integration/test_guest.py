@@ -20,6 +20,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain_xml as domain_xml
 from lab.ansible import client_http
 
 HOST = "hv1"
@@ -261,7 +262,7 @@ def test_memory_change_on_running_guest(walker):
 
 
 def recorded_addresses(dom, flags):
-    return domains.metadata_addresses(ET.fromstring(dom.XMLDesc(flags)))
+    return domain_xml.metadata_addresses(ET.fromstring(dom.XMLDesc(flags)))
 
 
 @pytest.mark.lab
@@ -500,10 +501,10 @@ XEN_CAPABILITIES = """<capabilities>
 ], ids=["pv", "hvm"])
 def test_xen_domain_xml_is_schema_valid(tmp_path, params):
     spec = domains.complete_from_host(domains.spec_from_options(params, "xen"), ET.fromstring(XEN_CAPABILITIES))
-    xml = domains.render_xml(spec)
+    xml = domain_xml.render_xml(spec)
     validate_domain_xml(tmp_path, xml)
     root = ET.fromstring(xml)
     assert root.get("type") == "xen" and root.findtext("name") == params["name"]
     assert root.findtext("os/type") == ("linux" if params["xen_mode"] == "pv" else "hvm")
     assert [t.get("bus") for t in root.findall("devices/disk/target")] == [d.get("bus", "xen") for d in params["disks"]]
-    assert domains.spec_from_xml(xml) == spec
+    assert domain_xml.spec_from_xml(xml) == spec

@@ -130,7 +130,7 @@ def test_nat_network_publishes_a_guest_through_a_port_forward_only(ansible, gues
     try:
         # Check mode: reports the network it would make, makes nothing.
         check = ansible.ok("hv1", "network", check=True, diff=True, **opts)
-        assert check["changed"] and check["diff"]["before"] == {}
+        assert check["changed"] and check["diff"][0]["before"] == "" and check["diff"][1]["before"] == {}
         assert check["network"]["port_forwards"] == [forward] and check["network"]["active"]
         assert network_state(lab, "hv1", name) is None
         assert_no_forward_rules("hv1", name, "--dport %d" % PORT)
@@ -175,9 +175,10 @@ def test_nat_network_publishes_a_guest_through_a_port_forward_only(ansible, gues
         # A new static lease: diff shows it, check mode leaves libvirt alone, the running network needs a restart.
         leases = dict(moved, static_leases=[lease, dict(mac=NAT_MAC2, ip=NAT_NET + ".11", name="ti-web2")])
         preview = ansible.ok("hv1", "network", check=True, diff=True, **leases)
-        assert preview["changed"]
-        assert len(preview["diff"]["before"]["static_leases"]) == 1
-        assert {"mac": NAT_MAC2, "ip": NAT_NET + ".11", "name": "ti-web2"} in preview["diff"]["after"]["static_leases"]
+        assert preview["changed"] and preview["changes"] == ["static_leases"]
+        definition = preview["diff"][0]
+        assert definition["before"].count("<host ") == 1 and definition["after"].count("<host ") == 2
+        assert '<host mac="%s" name="ti-web2" ip="%s.11" />' % (NAT_MAC2, NAT_NET) in definition["after"]
         assert len(network_state(lab, "hv1", name)["xml"].findall("ip/dhcp/host")) == 1
         changed = ansible.ok("hv1", "network", diff=True, **leases)
         assert changed["changed"] and changed["restart_needed"]
@@ -234,9 +235,9 @@ def test_isolated_network_reaches_only_its_host(ansible, guests, lab):
         # A DHCP range added to the running network: shown in the diff, applied at the next restart.
         with_dhcp = dict(opts, dhcp=dict(start=ISOLATED_NET + ".100", end=ISOLATED_NET + ".150"))
         result = ansible.ok("hv2", "network", diff=True, **with_dhcp)
-        assert result["changed"] and result["restart_needed"]
-        assert result["diff"]["before"]["dhcp"] is None
-        assert result["diff"]["after"]["dhcp"] == dict(start=ISOLATED_NET + ".100", end=ISOLATED_NET + ".150")
+        assert result["changed"] and result["restart_needed"] and result["changes"] == ["dhcp"]
+        assert "<range " not in result["diff"][0]["before"]
+        assert '<range start="%s.100" end="%s.150" />' % (ISOLATED_NET, ISOLATED_NET) in result["diff"][0]["after"]
         state = network_state(lab, "hv2", name)
         assert state["xml"].find("ip/dhcp/range") is not None and state["live"].find("ip/dhcp/range") is None
     finally:

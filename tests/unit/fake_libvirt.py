@@ -10,7 +10,9 @@ changes. Tests import the classes and capability documents from here.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import re
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
@@ -77,6 +79,23 @@ XEN_CAPABILITIES = """<capabilities>
 </capabilities>
 """
 
+# What getDomainCapabilities reports per virt type: the CPU modes libvirt supports, and the named models with
+# their usability (TCG cannot emulate every model a KVM host runs). FakeConnection copies them: a test edits its own.
+CPU_MODES = {
+    "kvm": ("custom", "host-model", "host-passthrough", "maximum"),
+    "qemu": ("custom", "host-model", "maximum"),
+    "xen": ("custom", "host-passthrough"),
+}
+CPU_MODELS = {
+    "kvm": {"qemu64": "yes", "Skylake-Client-IBRS": "yes", "Cascadelake-Server": "no"},
+    "qemu": {"qemu64": "yes", "Skylake-Client-IBRS": "no", "Cascadelake-Server": "no"},
+    "xen": {},
+}
+# libvirt's virDomainVirtType and the architectures it knows by name: getDomainCapabilities refuses other names.
+VIRT_TYPE_NAMES = ("none", "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test", "vmware", "hyperv", "vbox",
+                   "phyp", "parallels", "bhyve", "vz", "hvf")
+ARCH_NAMES = ("i686", "x86_64", "aarch64", "armv7l", "ppc64", "ppc64le", "s390x", "riscv64", "mips64el")
+
 STATE_CODES = {
     "nostate": libvirt.VIR_DOMAIN_NOSTATE,
     "running": libvirt.VIR_DOMAIN_RUNNING,
@@ -116,6 +135,38 @@ class _Faulty:
     def called(self, method):
         """How often ``method`` was called."""
         return sum(1 for call in self.calls if call[0] == method)
+
+
+def _disk_index(name):
+    """libvirt's virDiskNameToIndex, for comparing disk names: vdz < vdaa."""
+    index = 0
+    for letter in re.match(r"^(?:xvd|vd|sd|hd|fd)([a-z]+)$", name).group(1):
+        index = index * 26 + ord(letter) - ord("a") + 1
+    return index
+
+
+def _order_disks(devices):
+    """Put the <disk> elements in the order libvirtd stores them (virDomainDiskInsert, run for each parsed disk):
+    a disk goes after the last disk on its bus with a lower name, before a later one, else at the end."""
+    if devices is None:
+        return
+    disks = devices.findall("disk")
+    ordered = []
+    for disk in disks:
+        bus, index = disk.find("target").get("bus"), _disk_index(disk.find("target").get("dev"))
+        insert_at = -1
+        for position in range(len(ordered) - 1, -1, -1):
+            other = ordered[position].find("target")
+            if other.get("bus") == bus and _disk_index(other.get("dev")) > index:
+                insert_at = position
+            elif other.get("bus") == bus and insert_at == -1:
+                insert_at = position + 1
+        ordered.insert(len(ordered) if insert_at == -1 else insert_at, disk)
+    first = list(devices).index(disks[0]) if disks else 0
+    for disk in disks:
+        devices.remove(disk)
+    for offset, disk in enumerate(ordered):
+        devices.insert(first + offset, disk)
 
 
 class FakeDomain(_Faulty):
@@ -199,6 +250,12 @@ class FakeDomain(_Faulty):
     def isPersistent(self):  # noqa: N802
         self._enter("isPersistent")
         return int(self.persistent)
+
+    def jobStats(self, flags=0):  # noqa: N802
+        """No job running (libvirt refuses to tell for a guest that does not run)."""
+        self._enter("jobStats", flags)
+        self._require(True, "domain is not running")
+        return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
 
     def XMLDesc(self, flags=0):  # noqa: N802
         self._enter("XMLDesc", flags)
@@ -398,6 +455,11 @@ class FakeConnection(_Faulty):
         self.networks = {}
         self.ids = itertools.count(1)
         self.closed = 0
+        # Host facts: memory (MiB), what getDomainCapabilities reports, host interfaces (name -> libvirt type).
+        self.memory_mib, self.free_memory_mib = 64000, 31000
+        self.cpu_modes = dict(CPU_MODES)
+        self.cpu_models = {virt_type: dict(models) for virt_type, models in CPU_MODELS.items()}
+        self.interfaces = {}
         self._macs = (("52:54:00:%02x:%02x:%02x" % (0xf0, i // 256 % 256, i % 256)) for i in itertools.count(1))
         # Flags undefineFlags accepts; libxl takes MANAGED_SAVE only.
         self.undefine_flags = (
@@ -447,6 +509,7 @@ class FakeConnection(_Faulty):
             machine = machines.get(os_type.get("machine"), os_type.get("machine")) or default
             if machine:
                 os_type.set("machine", machine)
+        _order_disks(root.find("devices"))
         slot = itertools.count(3)
         for device in root.findall("devices/disk") + root.findall("devices/interface"):
             if device.tag == "interface" and device.find("mac") is None:
@@ -475,6 +538,67 @@ class FakeConnection(_Faulty):
 
     def getVersion(self):  # noqa: N802
         return 7002000
+
+    def getInfo(self):  # noqa: N802
+        """[arch, memory MiB, CPUs, MHz, NUMA nodes, sockets, cores, threads], as the Python binding returns it."""
+        self._enter("getInfo")
+        return [ET.fromstring(self.capabilities).findtext("host/cpu/arch"), self.memory_mib, 16, 2400, 1, 1, 8, 2]
+
+    def getFreeMemory(self):  # noqa: N802
+        self._enter("getFreeMemory")
+        return self.free_memory_mib * 1024 * 1024
+
+    def getDomainCapabilities(self, emulatorbin=None, arch=None, machine=None, virttype=None, flags=0):  # noqa: N802
+        """The domain capabilities of one arch, machine and virt type (defaults: the host's arch, kvm if offered,
+        the arch's default machine), refusing with libvirtd's QEMU driver's errors what it refuses."""
+        self._enter("getDomainCapabilities", emulatorbin, arch, machine, virttype, flags)
+        if flags:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "unsupported flags (0x%x) in function virConnectGetDomainCapabilities" % flags)
+        if virttype is not None and virttype not in VIRT_TYPE_NAMES:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "unknown virttype: %s" % virttype)
+        if arch is not None and arch not in ARCH_NAMES:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "unknown architecture: %s" % arch)
+        caps = ET.fromstring(self.capabilities)
+        arch = arch or caps.findtext("host/cpu/arch")
+        entries = [entry for entry in caps.findall("guest/arch") if entry.get("name") == arch]
+        if emulatorbin is not None:
+            entries = [entry for entry in entries if entry.findtext("emulator") == emulatorbin]
+        if not entries:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "unable to find any emulator to serve '%s' architecture" % arch)
+        emulator = entries[0].findtext("emulator")
+        offered = [domain.get("type") for entry in entries for domain in entry.findall("domain")]
+        virttype = virttype or ("kvm" if "kvm" in offered else offered[0])
+        if virttype not in offered:
+            if virttype == "kvm":
+                raise libvirt_error("VIR_ERR_INVALID_ARG", "KVM is not supported by '%s' on this host" % emulator)
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "virttype '%s' is not supported by '%s'" % (virttype, emulator))
+        known = {}
+        for element in (element for entry in entries for element in entry.iter("machine")):
+            known[element.text] = element.get("canonical") or element.text
+        if machine is None:
+            machine = next(iter(known.values()), None)
+        elif machine not in known:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "the machine '%s' is not supported by emulator '%s'" % (machine, emulator))
+        root = ET.Element("domainCapabilities")
+        for tag, text in (("path", emulator), ("domain", virttype), ("machine", known.get(machine, machine)), ("arch", arch)):
+            ET.SubElement(root, tag).text = text
+        cpu = ET.SubElement(root, "cpu")
+        modes = self.cpu_modes.get(virttype, ())
+        for mode in ("host-passthrough", "maximum", "host-model", "custom"):
+            element = ET.SubElement(cpu, "mode", name=mode, supported="yes" if mode in modes else "no")
+            if mode == "host-model" and mode in modes:
+                ET.SubElement(element, "model", fallback="forbid").text = caps.findtext("host/cpu/model") or "qemu64"
+            if mode == "custom" and mode in modes:
+                for model, usable in self.cpu_models.get(virttype, {}).items():
+                    ET.SubElement(element, "model", usable=usable, vendor="Intel").text = model
+        return ET.tostring(root, encoding="unicode")
+
+    def listAllInterfaces(self, flags=0):  # noqa: N802
+        """The host's interfaces as libvirt's interface driver lists them (every one is active here)."""
+        self._enter("listAllInterfaces", flags)
+        if flags & libvirt.VIR_CONNECT_LIST_INTERFACES_INACTIVE and not flags & libvirt.VIR_CONNECT_LIST_INTERFACES_ACTIVE:
+            return []
+        return [FakeInterface(name, kind) for name, kind in self.interfaces.items()]
 
     def isAlive(self):  # noqa: N802
         return 1
@@ -548,13 +672,82 @@ class FakeConnection(_Faulty):
             raise libvirt_error("VIR_ERR_NO_NETWORK", "Network not found: no network with matching name '%s'" % name)
         return self.networks[name]
 
+    # Forward modes of a bridge libvirt creates and addresses (no <forward>: isolated).
+    ROUTED_FORWARD_MODES = (None, "nat", "route", "open")
+
+    def _check_network(self, xml):
+        """The parsed network definition, or the libvirtError libvirt's parser and its bridge driver
+        (networkValidate) raise for what the network module could get wrong."""
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as error:
+            raise libvirt_error("VIR_ERR_XML_DETAIL", "XML error: %s" % error) from None
+        name = root.findtext("name")
+        if not name:
+            raise libvirt_error("VIR_ERR_NO_NAME", "missing name information")
+        forward = root.find("forward")
+        mode = None if forward is None else forward.get("mode", "nat")
+        ips = root.findall("ip")
+        if mode in ("nat", "route", "open") and not ips:
+            raise libvirt_error("VIR_ERR_XML_ERROR",
+                                "XML error: %s forwarding requested, but no IP address provided for network '%s'" % (mode, name))
+        bridge = root.find("bridge")
+        if mode not in self.ROUTED_FORWARD_MODES:
+            if bridge is not None and any(bridge.get(key) is not None for key in ("stp", "delay", "zone")):
+                raise libvirt_error("VIR_ERR_XML_ERROR", "XML error: bridge delay/stp/zone options only allowed in route, nat, and isolated mode, "
+                                                         "not in %s (network '%s')" % (mode, name))
+            if root.find("mtu") is not None:
+                raise libvirt_error("VIR_ERR_XML_ERROR",
+                                    "XML error: mtu size only allowed in open, route, nat, and isolated mode, not in %s (network '%s')" % (mode, name))
+            dns = root.find("dns")
+            unsupported = [tag for tag in ("mac", "ip", "domain") if root.find(tag) is not None]
+            if dns is not None and any(dns.find(tag) is not None for tag in ("txt", "host", "srv")):
+                unsupported.append("dns")
+            if unsupported:
+                raise libvirt_error("VIR_ERR_CONFIG_UNSUPPORTED", "unsupported configuration: Unsupported <%s> element in network %s with "
+                                                                  "forward mode='%s'" % (unsupported[0], name, mode))
+        with_dhcp = 0
+        for ip in ips:
+            if ip.get("family", "ipv4") != "ipv4":
+                continue
+            prefix = ip.get("prefix") or ip.get("netmask") or "32"
+            subnet = ipaddress.ip_interface("%s/%s" % (ip.get("address"), prefix)).network
+            ranges, hosts = ip.findall("dhcp/range"), ip.findall("dhcp/host")
+            with_dhcp += bool(ranges or hosts)
+            for dhcp_range in ranges:
+                if not all(ipaddress.ip_address(dhcp_range.get(key)) in subnet for key in ("start", "end")):
+                    raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "internal error: range %s - %s is not entirely within network %s"
+                                        % (dhcp_range.get("start"), dhcp_range.get("end"), subnet))
+        if with_dhcp > 1:
+            raise libvirt_error("VIR_ERR_CONFIG_UNSUPPORTED", "unsupported configuration: Multiple IPv4 dhcp sections found -- dhcp is supported "
+                                                              "only for a single IPv4 address on each network")
+        return root
+
     def networkDefineXML(self, xml):  # noqa: N802
+        """Defines like libvirt's bridge driver: checks (see _check_network), keeps the UUID of the network of that
+        name, and gives a bridge of libvirt's own a free virbrN name and a MAC address when the XML has none."""
         self._enter("networkDefineXML", xml)
-        root = ET.fromstring(xml)
-        if root.find("uuid") is None:
-            ET.SubElement(root, "uuid").text = str(uuidlib.uuid4())
+        root = self._check_network(xml)
         name = root.findtext("name")
         existing = self.networks.get(name)
+        if existing is not None and root.find("uuid") is not None and root.findtext("uuid") != existing.UUIDString():
+            raise libvirt_error("VIR_ERR_OPERATION_FAILED", "operation failed: network '%s' already exists with uuid %s" % (name, existing.UUIDString()))
+        if root.find("uuid") is None:
+            uuid = ET.Element("uuid")
+            uuid.text = existing.UUIDString() if existing is not None else str(uuidlib.uuid4())
+            root.insert(list(root).index(root.find("name")) + 1, uuid)
+        forward = root.find("forward")
+        if (None if forward is None else forward.get("mode", "nat")) in self.ROUTED_FORWARD_MODES:
+            bridge = root.find("bridge")
+            if bridge is None:
+                bridge = ET.SubElement(root, "bridge")
+            if not bridge.get("name"):
+                taken = {ET.fromstring(other.xml).find("bridge").get("name") for other in self.networks.values()
+                         if ET.fromstring(other.xml).find("bridge") is not None}
+                bridge.set("name", next("virbr%d" % index for index in itertools.count() if "virbr%d" % index not in taken))
+            if root.find("mac") is None:  # where libvirt writes it: after <bridge> and <mtu>
+                after = [index for index, child in enumerate(root) if child.tag in ("name", "uuid", "metadata", "forward", "bridge", "mtu")]
+                root.insert(max(after) + 1, ET.Element("mac", address=next(self._macs)))
         if existing is not None:
             existing.xml = ET.tostring(root, encoding="unicode")
             existing.persistent = True
@@ -578,6 +771,21 @@ class FakeConnection(_Faulty):
 
     def listDefinedNetworks(self):  # noqa: N802
         return [n.name() for n in self.networks.values() if not n.active]
+
+
+class FakeInterface:
+    """A host interface of libvirt's interface driver: ``kind`` is its type (ethernet, bridge, bond, vlan)."""
+
+    def __init__(self, name, kind):
+        self._name = name
+        self.kind = kind
+
+    def name(self):
+        return self._name
+
+    def XMLDesc(self, flags=0):  # noqa: N802
+        root = ET.Element("interface", type=self.kind, name=self._name)
+        return ET.tostring(root, encoding="unicode")
 
 
 class FakeLibvirt:

@@ -167,6 +167,19 @@ class FakeConnection:
     def getFreeMemory(self):  # pylint: disable=invalid-name
         return 31000 * 1024 * 1024
 
+    def listNetworks(self):  # pylint: disable=invalid-name
+        return ["default"]
+
+    def listDefinedNetworks(self):  # pylint: disable=invalid-name
+        return []
+
+    def getDomainCapabilities(self, *_args):  # pylint: disable=invalid-name
+        """An old daemon: what the host offers per machine and CPU stays unknown (fake_libvirt has the real one)."""
+        raise libvirt_error("VIR_ERR_NO_SUPPORT", "this function is not supported by the connection driver")
+
+    def listAllInterfaces(self, *_args):  # pylint: disable=invalid-name
+        raise libvirt_error("VIR_ERR_NO_SUPPORT", "this function is not supported by the connection driver")
+
     def close(self):
         self.closed = True
         return 0

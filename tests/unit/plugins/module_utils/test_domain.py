@@ -13,6 +13,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain_xml as domain_xml
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import (
     KVM_CAPABILITIES, QEMU_CAPABILITIES, XEN_CAPABILITIES, FakeConnection,
@@ -33,15 +34,21 @@ def spec_of(virt_type="kvm", current=None, **overrides):
 
 
 def defined(spec, **extra_xml):
-    """The spec as libvirt would hand it back: with a UUID, arch/machine and a PCI address on every device."""
-    root = ET.fromstring(domains.render_xml(spec))
+    """The spec as libvirt would hand it back (see defined_xml_of)."""
+    return domain_xml.spec_from_xml(defined_xml_of(spec, **extra_xml))
+
+
+def defined_xml_of(spec, **extra_xml):
+    """The XML of ``spec`` as libvirt would hand it back: with a UUID, arch/machine and a PCI address on every
+    device."""
+    root = ET.fromstring(domain_xml.render_xml(spec))
     if root.find("uuid") is None:
         ET.SubElement(root, "uuid").text = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
     root.find("os/type").set("arch", "x86_64")
     root.find("os/type").set("machine", extra_xml.get("machine", "pc-i440fx-7.2"))
     for slot, device in enumerate(root.findall("devices/disk") + root.findall("devices/interface"), start=3):
         ET.SubElement(device, "address", type="pci", domain="0x0000", bus="0x00", slot="0x%02x" % slot, function="0x0")
-    return domains.spec_from_xml(ET.tostring(root, encoding="unicode"))
+    return ET.tostring(root, encoding="unicode")
 
 
 def validate(tmp_path, xml):
@@ -144,11 +151,11 @@ def test_options_left_out_keep_the_defined_values():
     desired = domains.spec_from_options({"name": "g1"}, "kvm", current)
     assert desired == current
     assert desired.uuid == "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
-    assert not domains.diff_specs(current, desired).changed
+    assert not domains.changed_options(current, desired)
     # An empty string removes a value; an explicit one replaces it.
     cleared = domains.spec_from_options({"name": "g1", "kernel": "", "cmdline": "", "memory": 512}, "kvm", current)
     assert (cleared.kernel, cleared.cmdline, cleared.memory_mib, cleared.vcpus) == (None, None, 512, 4)
-    assert domains.diff_specs(current, cleared).changes == ["memory", "kernel", "cmdline"]
+    assert domains.changed_options(current, cleared) == ["memory", "kernel", "cmdline"]
 
 
 def test_macs_are_kept_by_position_and_source():
@@ -164,19 +171,20 @@ def test_macs_are_kept_by_position_and_source():
     assert moved.nics[0].mac == domains.stable_mac("g1", 0)
 
 
-def test_device_addresses_are_kept_by_disk_target_and_nic_mac():
-    current = defined(spec_of(disks=[{"path": "/a.qcow2"}, {"path": "/b.qcow2"}], nics=[{"network": "default"}]))
-    assert current.disks[1].address["slot"] == "0x04"
+def test_device_addresses_stay_with_their_disk_and_nic():
+    defined_xml = defined_xml_of(spec_of(disks=[{"path": "/a.qcow2"}, {"path": "/b.qcow2"}], nics=[{"network": "default"}]))
+    current = domain_xml.spec_from_xml(defined_xml)
     desired = spec_of(current=current, disks=[{"path": "/b2.qcow2", "target": "vdb"}, {"path": "/c.qcow2", "target": "vdc"}],
                       nics=[{"network": "default"}])
-    assert desired.disks[0].address == current.disks[1].address
-    assert desired.disks[1].address is None
-    assert desired.nics[0].address == current.nics[0].address
-    xml = domains.render_xml(desired)
-    assert "slot=\"0x04\"" in xml and "slot=\"0x05\"" in xml
+    root = ET.fromstring(domains.plan_definition(defined_xml, desired).after)
+    slots = {disk.find("target").get("dev"): disk.find("address") for disk in root.findall("devices/disk")}
+    # vdb keeps its slot although its image changed; vdc is new and libvirt gives it one.
+    assert slots["vdb"].get("slot") == "0x04" and slots["vdc"] is None
+    assert root.find("devices/interface/address").get("slot") == "0x05"
     # A disk that changes bus must not take a PCI address to a SATA controller.
-    sata = spec_of(current=current, disks=[{"path": "/a.qcow2", "target": "vda", "bus": "sata"}])
-    assert sata.disks[0].address is None
+    sata = spec_of(current=current, disks=[{"path": "/a.qcow2", "target": "sda", "bus": "sata"}])
+    disk = ET.fromstring(domains.plan_definition(defined_xml, sata).after).find("devices/disk")
+    assert disk.find("target").attrib == {"dev": "sda", "bus": "sata"} and disk.find("address") is None
 
 
 def test_switching_hypervisor_resets_type_specific_values():
@@ -204,9 +212,9 @@ def test_rendered_xml_validates_and_round_trips(tmp_path, virt_type, overrides):
     spec = spec_of(virt_type, **params)
     if spec.xen_mode == "hvm":
         domains.complete_from_host(spec, ET.fromstring(XEN_CAPABILITIES))
-    xml = domains.render_xml(spec)
+    xml = domain_xml.render_xml(spec)
     validate(tmp_path, xml)
-    assert domains.spec_from_xml(xml) == spec
+    assert domain_xml.spec_from_xml(xml) == spec
     root = ET.fromstring(xml)
     assert root.get("type") == virt_type
     assert root.findtext("on_crash") == "destroy"
@@ -214,7 +222,7 @@ def test_rendered_xml_validates_and_round_trips(tmp_path, virt_type, overrides):
 
 
 def test_kvm_and_qemu_xml_details():
-    kvm = ET.fromstring(domains.render_xml(spec_of("kvm", kernel="/boot/k", nics=[{"network": "default"}],
+    kvm = ET.fromstring(domain_xml.render_xml(spec_of("kvm", kernel="/boot/k", nics=[{"network": "default"}],
                                                    serial_log="/var/log/g1.log")))
     assert kvm.find("cpu").attrib == {"mode": "host-model"}
     assert kvm.findtext("os/type") == "hvm" and kvm.findtext("os/kernel") == "/boot/k"
@@ -225,19 +233,19 @@ def test_kvm_and_qemu_xml_details():
     assert kvm.find("devices/serial/log").attrib == {"file": "/var/log/g1.log", "append": "off"}
     assert kvm.find("devices/console").get("type") == "pty"
     assert kvm.find("features/acpi") is not None
-    qemu = ET.fromstring(domains.render_xml(spec_of("qemu")))
+    qemu = ET.fromstring(domain_xml.render_xml(spec_of("qemu")))
     assert qemu.find("cpu").attrib == {"mode": "custom", "match": "exact"}
     assert qemu.find("cpu/model").attrib == {"fallback": "allow"} and qemu.findtext("cpu/model") == "qemu64"
 
 
 def test_xen_xml_details():
-    pv = ET.fromstring(domains.render_xml(spec_of("xen", kernel="/boot/k", nics=[{"bridge": "xenbr0"}])))
+    pv = ET.fromstring(domain_xml.render_xml(spec_of("xen", kernel="/boot/k", nics=[{"bridge": "xenbr0"}])))
     assert pv.findtext("os/type") == "linux" and pv.findtext("os/kernel") == "/boot/k"
     assert pv.find("devices/disk/target").attrib == {"dev": "xvda", "bus": "xen"}
     assert pv.find("devices/console/target").attrib == {"type": "xen", "port": "0"}
     assert pv.find("devices/serial") is None and pv.find("devices/interface/model") is None
     hvm = domains.complete_from_host(spec_of("xen"), ET.fromstring(XEN_CAPABILITIES))
-    root = ET.fromstring(domains.render_xml(hvm))
+    root = ET.fromstring(domain_xml.render_xml(hvm))
     assert root.findtext("os/type") == "hvm"
     assert root.find("os/loader").attrib == {"type": "rom"}
     assert root.findtext("os/loader") == "/usr/lib/xen-4.17/boot/hvmloader"
@@ -251,14 +259,14 @@ def test_hostile_strings_round_trip_without_extra_elements(tmp_path):
                        nics=[{"network": text}, {"bridge": "br0"}])
 
     spec = build(HOSTILE)
-    xml = domains.render_xml(spec)
+    xml = domain_xml.render_xml(spec)
     validate(tmp_path, xml)
-    back = domains.spec_from_xml(xml)
+    back = domain_xml.spec_from_xml(xml)
     assert back == spec
     assert (back.name, back.nics[0].source, back.disks[0].path) == (HOSTILE, HOSTILE, "/images/" + HOSTILE)
     # Same elements and attributes as for a harmless name: nothing was injected.
     shape = [(e.tag, sorted(e.attrib)) for e in ET.fromstring(xml).iter()]
-    assert shape == [(e.tag, sorted(e.attrib)) for e in ET.fromstring(domains.render_xml(build("plain"))).iter()]
+    assert shape == [(e.tag, sorted(e.attrib)) for e in ET.fromstring(domain_xml.render_xml(build("plain"))).iter()]
     assert "<name>evil&lt;name&gt;&amp;\"'</name>" in xml
     # The MAC derived from a hostile name is still a plain MAC.
     assert domains.normalize_mac("x", spec.nics[0].mac) == spec.nics[0].mac
@@ -271,39 +279,41 @@ ADDRESSED = [{"bridge": "br0", "addresses": ["198.18.0.21/24", "2001:db8::21/64"
 
 def test_addresses_are_recorded_in_metadata_and_read_back(tmp_path):
     spec = spec_of(nics=ADDRESSED)
-    xml = domains.render_xml(spec)
+    xml = domain_xml.render_xml(spec)
     validate(tmp_path, xml)
     root = ET.fromstring(xml)
     recorded = root.findall("metadata/{%s}guest/{%s}address" % (domains.METADATA_NS, domains.METADATA_NS))
     assert [(a.get("nic"), a.text) for a in recorded] == [(spec.nics[0].mac, "198.18.0.21/24"), (spec.nics[0].mac, "2001:db8::21/64")]
     assert 'xmlns:atv="%s"' % domains.METADATA_NS in xml
-    back = domains.spec_from_xml(xml)
+    back = domain_xml.spec_from_xml(xml)
     assert back == spec and [n.addresses for n in back.nics] == [["198.18.0.21/24", "2001:db8::21/64"], []]
     # The reader of guest_info and the inventory sees the same pairs.
-    assert domains.metadata_addresses(root) == [(spec.nics[0].mac, "198.18.0.21/24"), (spec.nics[0].mac, "2001:db8::21/64")]
-    assert ET.fromstring(domains.render_xml(spec_of(nics=[{"network": "default"}]))).find("metadata") is None
+    assert domain_xml.metadata_addresses(root) == [(spec.nics[0].mac, "198.18.0.21/24"), (spec.nics[0].mac, "2001:db8::21/64")]
+    assert ET.fromstring(domain_xml.render_xml(spec_of(nics=[{"network": "default"}]))).find("metadata") is None
 
 
 def test_addresses_are_kept_when_left_out_and_change_without_a_restart():
     current = defined(spec_of(nics=ADDRESSED))
     kept = spec_of(current=current, nics=[{"bridge": "br0"}, {"network": "default"}])
     assert kept.nics[0].addresses == ["198.18.0.21/24", "2001:db8::21/64"]
-    assert domains.diff_specs(current, kept).changes == []
+    assert domains.changed_options(current, kept) == []
     moved = spec_of(current=current, nics=[{"bridge": "br0", "addresses": ["198.18.0.22/24"]}, {"network": "default"}])
-    assert domains.diff_specs(current, moved).changes == ["nics[].addresses"]
+    assert domains.changed_options(current, moved) == ["nics[].addresses"]
     cleared = spec_of(current=current, nics=[{"bridge": "br0", "addresses": []}, {"network": "default"}])
-    assert cleared.recorded_addresses == [] and domains.diff_specs(current, cleared).changes == ["nics[].addresses"]
+    assert cleared.recorded_addresses == [] and domains.changed_options(current, cleared) == ["nics[].addresses"]
     # A NIC that changes as well is a change of nics, which does need a restart.
     remodelled = spec_of(current=current, nics=[{"bridge": "br0", "model": "e1000"}, {"network": "default"}])
-    assert domains.diff_specs(current, remodelled).changes == ["nics"]
+    assert domains.changed_options(current, remodelled) == ["nics"]
 
 
 def test_other_tools_metadata_is_kept():
-    xml = domains.render_xml(spec_of(nics=ADDRESSED)).replace(
-        "<metadata>", "<metadata><os:libosinfo xmlns:os='http://libosinfo.org/xmlns/libvirt/domain/1.0'>"
-                      "<os:os id='http://debian.org/debian/12'/></os:libosinfo>")
-    spec = domains.spec_from_xml(xml)
-    again = ET.fromstring(domains.render_xml(spec_of(current=spec, memory=512, nics=[{"bridge": "br0", "addresses": []}])))
+    xml = domain_xml.render_xml(spec_of(nics=ADDRESSED)).replace(
+        "<metadata>", "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>"
+                      "<libosinfo:os id='http://debian.org/debian/12'/></libosinfo:libosinfo>")
+    spec = domain_xml.spec_from_xml(xml)
+    _before, after = domain_xml.edited_xml(xml, spec_of(current=spec, memory=512, nics=[{"bridge": "br0", "addresses": []}]))
+    assert 'libosinfo:os id="http://debian.org/debian/12"' in after  # the tool's own prefix, not ns0
+    again = ET.fromstring(after)
     assert again.find("metadata/{http://libosinfo.org/xmlns/libvirt/domain/1.0}libosinfo/"
                       "{http://libosinfo.org/xmlns/libvirt/domain/1.0}os").get("id") == "http://debian.org/debian/12"
     assert again.find("metadata/{%s}guest" % domains.METADATA_NS) is None
@@ -350,27 +360,30 @@ def test_spec_from_libvirt_xml():
         <console type='pty'><target type='serial' port='0'/></console>
       </devices>
     </domain>"""
-    spec = domains.spec_from_xml(xml)
+    spec = domain_xml.spec_from_xml(xml)
     assert (spec.name, spec.uuid, spec.memory_mib, spec.vcpus) == ("web1", "9d1c2a3e-7f5b-4c1e-8a6d-0f2b3c4d5e6f", 2048, 2)
     assert (spec.machine, spec.cpu_model, spec.serial_log, spec.kernel) == ("pc-q35-7.2", "Skylake-Client", "/var/log/web1.log", None)
     assert [(d.path, d.target, d.format, d.readonly) for d in spec.disks] == [
         ("/img/web1.qcow2", "vda", "qcow2", False), ("/dev/vg0/data", "vdb", "raw", True)]
-    assert spec.disks[0].address["bus"] == "0x04"
     assert [(n.source_type, n.source, n.mac, n.model) for n in spec.nics] == [
         ("network", "default", "52:54:00:ab:cd:ef", "e1000"), ("bridge", "br0", "52:54:00:00:00:0a", None)]
     with pytest.raises(VirtError):
-        domains.spec_from_xml("<domain")
+        domain_xml.spec_from_xml("<domain")
 
 
-def test_diff_specs_reports_options_and_xml():
-    current = defined(spec_of(nics=[{"network": "default"}]))
+def test_plan_definition_reports_options_and_only_the_changed_lines():
+    defined_xml = defined_xml_of(spec_of(nics=[{"network": "default"}]))
+    current = domain_xml.spec_from_xml(defined_xml)
     desired = spec_of(current=current, memory=1024, nics=[{"network": "default", "model": "e1000"}])
-    diff = domains.diff_specs(current, desired)
+    diff = domains.plan_definition(defined_xml, desired)
     assert diff.changed and diff.changes == ["memory", "nics"]
-    assert "262144" in diff.before and "1048576" in diff.after and "e1000" in diff.after
+    removed = set(diff.before.splitlines()) - set(diff.after.splitlines())
+    added = set(diff.after.splitlines()) - set(diff.before.splitlines())
+    assert {line.strip() for line in removed} == {'<memory unit="KiB">262144</memory>', '<model type="virtio" />'}
+    assert {line.strip() for line in added} == {'<memory unit="KiB">1048576</memory>', '<model type="e1000" />'}
     ansible = diff.for_ansible("g1")
     assert set(ansible) == {"before", "after", "before_header", "after_header"}
-    new = domains.diff_specs(None, desired)
+    new = domains.plan_definition(None, desired)
     assert new.before == "" and "memory" in new.changes and "<name>g1</name>" in new.after
 
 
@@ -522,7 +535,7 @@ def clock(monkeypatch):
 
 
 def running_guest(conn, name="g1", state="running"):
-    return conn.add_domain(domains.render_xml(spec_of(name=name)), state=state)
+    return conn.add_domain(domain_xml.render_xml(spec_of(name=name)), state=state)
 
 
 def test_shutdown_waits_for_the_guest(clock):
@@ -579,7 +592,7 @@ def test_undefine_uses_all_flags_where_the_driver_takes_them():
 
 def test_undefine_falls_back_to_the_flags_libxl_takes():
     conn = FakeConnection("xen:///system", XEN_CAPABILITIES)
-    domain = conn.add_domain(domains.render_xml(spec_of("xen", kernel="/boot/k")))
+    domain = conn.add_domain(domain_xml.render_xml(spec_of("xen", kernel="/boot/k")))
     domains.undefine(domain)
     assert domain.undefined_with == libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
     assert domain.called("undefine") == 3 and not conn.domains

@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _domain, _facts
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain, _facts, _libvirt, _netlink
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import (
     FakeConnection,
@@ -15,6 +21,7 @@ from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_
     lease,
     libvirt_error,
 )
+from ansible_collections.arctictern.virt.tests.unit import fake_libvirt
 
 MAC1 = "52:54:00:00:00:01"
 MAC2 = "52:54:00:00:00:02"
@@ -236,6 +243,21 @@ def test_describe_host():
         "free_memory_mib": 31000,
         "virt_types": ["kvm", "qemu"],
         "os_types": ["hvm"],
+        # This fake has no <model> in its capabilities and no domain capabilities (an old daemon): unknown, not
+        # an error; nor an interface driver for the remote URI's bridges.
+        "cpu_model": None,
+        "cpu_vendor": None,
+        "arches": {
+            "i686": {"os_types": ["hvm"], "virt_types": {
+                "kvm": {"machines": [], "cpu_modes": None, "cpu_models": None},
+                "qemu": {"machines": [], "cpu_modes": None, "cpu_models": None}}},
+            "x86_64": {"os_types": ["hvm"], "virt_types": {
+                "kvm": {"machines": [], "cpu_modes": None, "cpu_models": None},
+                "qemu": {"machines": [], "cpu_modes": None, "cpu_models": None}}},
+        },
+        "networks": ["default"],
+        "inactive_networks": [],
+        "bridges": None,
     }
 
 
@@ -245,3 +267,190 @@ def test_describe_host_error_names_what_failed():
 
     with pytest.raises(VirtError, match="^reading free memory: not supported"):
         _facts.describe_host(conn)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What placement needs: the guest's platform and the host's offer (hosts from tests/unit/fake_libvirt.py)
+
+
+def platform_xml(name="web1", cpu="<cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model></cpu>",
+                 domain_type="kvm"):
+    """A running guest's live XML with <os> and ``cpu`` (raw XML, or '' for none)."""
+    xml = domain_xml(name, [NAT_NIC, BRIDGE_NIC], domain_type=domain_type)
+    os_element = "<os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>"
+    return xml.replace("<devices>", os_element + cpu + "<devices>", 1)
+
+
+def test_guest_platform_custom_cpu():
+    guest = _facts.describe_guest(FakeDomain(platform_xml()), ("metadata",), host_cpu_model="Skylake-Client-IBRS")
+
+    assert (guest["arch"], guest["machine"], guest["virt_type"]) == ("x86_64", "pc-i440fx-7.2", "kvm")
+    # The host's CPU does not matter to a guest with a named model.
+    assert guest["cpu"] == {"mode": "custom", "model": "qemu64", "host_cpu_model": None}
+    assert [(nic["type"], nic["source"]) for nic in guest["nics"]] == [("network", "default"), ("bridge", "br-lan")]
+
+
+@pytest.mark.parametrize("cpu, domain_type, expected", [
+    ("<cpu mode='host-passthrough' check='none' migratable='on'/>", "kvm",
+     {"mode": "host-passthrough", "model": None, "host_cpu_model": "Skylake-Client-IBRS"}),
+    ("<cpu mode='host-model' check='partial'/>", "kvm", {"mode": "host-model", "model": None, "host_cpu_model": None}),
+    ("<cpu mode='maximum'/>", "kvm", {"mode": "maximum", "model": None, "host_cpu_model": "Skylake-Client-IBRS"}),
+    # Under TCG the maximum CPU is QEMU's, not the host's.
+    ("<cpu mode='maximum'/>", "qemu", {"mode": "maximum", "model": None, "host_cpu_model": None}),
+    # libvirt's default mode is custom; a <cpu> with a topology only names no model.
+    ("<cpu><model>Nehalem</model></cpu>", "kvm", {"mode": "custom", "model": "Nehalem", "host_cpu_model": None}),
+    ("<cpu><topology sockets='1' cores='2' threads='1'/></cpu>", "kvm", {"mode": "custom", "model": None, "host_cpu_model": None}),
+    ("", "kvm", {"mode": None, "model": None, "host_cpu_model": None}),
+])
+def test_guest_cpu_modes(cpu, domain_type, expected):
+    guest = _facts.describe_guest(FakeDomain(platform_xml(cpu=cpu, domain_type=domain_type)), ("metadata",),
+                                  host_cpu_model="Skylake-Client-IBRS")
+    assert guest["cpu"] == expected
+
+
+def test_guest_without_os_element_has_no_platform():
+    guest = _facts.describe_guest(FakeDomain(domain_xml("bare")), ("metadata",))
+    assert (guest["arch"], guest["machine"]) == (None, None)
+
+
+def test_describe_guests_hands_the_host_cpu_on():
+    conn = FakeConnection([FakeDomain(platform_xml(cpu="<cpu mode='host-passthrough'/>"))])
+    (guest,) = _facts.describe_guests(conn, ("metadata",), host_cpu_model="EPYC-Rome")
+    assert guest["cpu"]["host_cpu_model"] == "EPYC-Rome"
+
+
+@pytest.fixture
+def kvm_host():
+    """A remote KVM host (fake_libvirt) with networks lan (active), nat (defined, stopped), bridges br0 and virbr1."""
+    conn = fake_libvirt.FakeConnection(uri="qemu+ssh://root@hv2/system", hostname="hv2")
+    conn.add_network("lan", bridge="br0")
+    conn.add_network("nat", bridge="virbr1", active=False)
+    conn.interfaces = {"eth0": "ethernet", "br0": "bridge", "virbr1": "bridge", "lo": "ethernet"}
+    return conn
+
+
+def test_host_offer_from_capabilities_and_domain_capabilities(kvm_host):
+    host = _facts.describe_host(kvm_host)
+
+    assert (host["cpu_model"], host["cpu_vendor"]) == ("Skylake-Client-IBRS", None)
+    assert (host["networks"], host["inactive_networks"]) == (["lan"], ["nat"])
+    assert host["bridges"] == ["br0", "virbr1"]
+    assert host["free_memory_mib"] == 31000 and host["memory_mib"] == 64000
+    x86 = host["arches"]["x86_64"]
+    assert x86["os_types"] == ["hvm"] and sorted(x86["virt_types"]) == ["kvm", "qemu"]
+    kvm, tcg = x86["virt_types"]["kvm"], x86["virt_types"]["qemu"]
+    # Versioned machines and their aliases.
+    assert kvm["machines"] == ["pc", "pc-i440fx-7.2", "pc-q35-7.2", "q35"] == tcg["machines"]
+    assert kvm["cpu_modes"] == ["custom", "host-model", "host-passthrough", "maximum"]
+    assert tcg["cpu_modes"] == ["custom", "host-model", "maximum"]
+    # Only the models libvirt found usable; TCG cannot emulate the host's Skylake.
+    assert kvm["cpu_models"] == ["Skylake-Client-IBRS", "qemu64"]
+    assert tcg["cpu_models"] == ["qemu64"]
+    # An alias whose versioned machine the arch does not list itself still counts through its canonical name.
+    assert host["arches"]["i686"]["virt_types"]["kvm"]["machines"] == ["pc", "pc-i440fx-7.2"]
+
+
+def test_domain_capabilities_asked_once_per_arch_and_virt_type_as_offered(kvm_host):
+    _facts.describe_host(kvm_host)
+    asked = [call[1:] for call in kvm_host.calls if call[0] == "getDomainCapabilities"]
+    assert sorted(asked) == [(None, "i686", None, "kvm", 0), (None, "i686", None, "qemu", 0),
+                             (None, "x86_64", None, "kvm", 0), (None, "x86_64", None, "qemu", 0)]
+
+
+def test_host_without_kvm_offers_and_asks_only_tcg_for_its_arch():
+    conn = fake_libvirt.FakeConnection(uri="qemu+ssh://root@hv2/system", capabilities=fake_libvirt.QEMU_CAPABILITIES)
+    host = _facts.describe_host(conn)
+    assert list(host["arches"]["x86_64"]["virt_types"]) == ["qemu"]
+    assert (None, "x86_64", None, "kvm", 0) not in [call[1:] for call in conn.calls if call[0] == "getDomainCapabilities"]
+
+
+def test_xen_host_machines_of_both_guest_kinds():
+    conn = fake_libvirt.FakeConnection(uri="xen+ssh://root@dom0/system", capabilities=fake_libvirt.XEN_CAPABILITIES)
+    host = _facts.describe_host(conn)
+    x86 = host["arches"]["x86_64"]
+    assert x86["os_types"] == ["hvm", "xen"]
+    assert x86["virt_types"]["xen"]["machines"] == ["xenfv", "xenpv"]
+    assert x86["virt_types"]["xen"]["cpu_modes"] == ["custom", "host-passthrough"]
+    assert host["cpu_model"] is None
+
+
+def test_domain_capabilities_failure_is_unknown_not_an_error(kvm_host):
+    kvm_host.fail_on["getDomainCapabilities"] = "cannot execute binary /usr/bin/qemu-system-x86_64: Permission denied"
+    host = _facts.describe_host(kvm_host)
+    kvm = host["arches"]["x86_64"]["virt_types"]["kvm"]
+    assert (kvm["cpu_modes"], kvm["cpu_models"]) == (None, None)
+    # What the capabilities document says is still there.
+    assert "pc-i440fx-7.2" in kvm["machines"] and host["networks"] == ["lan"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ((None, "x86_64", None, "hvm"), "unknown virttype: hvm"),
+    ((None, "x86-64", None, "kvm"), "unknown architecture: x86-64"),
+    ((None, "aarch64", None, "qemu"), "unable to find any emulator to serve 'aarch64' architecture"),
+    ((None, "x86_64", "pc-i440fx-9.2", "kvm"), "the machine 'pc-i440fx-9.2' is not supported by emulator"),
+    ((None, "x86_64", None, "xen"), "virttype 'xen' is not supported"),
+])
+def test_the_fake_refuses_domain_capabilities_libvirt_refuses(kvm_host, args, message):
+    with pytest.raises(_libvirt.libvirt.libvirtError, match=message) as caught:
+        kvm_host.getDomainCapabilities(*args)
+    assert caught.value.get_error_code() == _libvirt.libvirt.VIR_ERR_INVALID_ARG
+
+
+def test_the_fake_refuses_kvm_where_the_host_has_none():
+    conn = fake_libvirt.FakeConnection(capabilities=fake_libvirt.QEMU_CAPABILITIES)
+    with pytest.raises(_libvirt.libvirt.libvirtError, match="KVM is not supported by '/usr/bin/qemu-system-x86_64'"):
+        conn.getDomainCapabilities(None, "x86_64", None, "kvm")
+    # An alias is a machine the emulator knows; the answer names the versioned one.
+    assert "<machine>pc-q35-7.2</machine>" in conn.getDomainCapabilities(None, "x86_64", "q35", "qemu")
+
+
+def test_host_networks_unknown_when_libvirt_cannot_list_them(kvm_host):
+    kvm_host.listNetworks = failing(libvirt_error("VIR_ERR_NO_SUPPORT", "no network driver"))
+    host = _facts.describe_host(kvm_host)
+    assert (host["networks"], host["inactive_networks"]) == (None, None)
+
+
+def test_remote_host_bridges_unknown_without_interface_driver(kvm_host):
+    kvm_host.fail_on["listAllInterfaces"] = libvirt_error("VIR_ERR_NO_SUPPORT", "no interface driver")
+    assert _facts.describe_host(kvm_host)["bridges"] is None
+
+
+def test_local_host_bridges_come_from_netlink_not_the_interface_driver(monkeypatch):
+    asked = []
+
+    @contextlib.contextmanager
+    def open_ipr(netns=None):
+        asked.append(netns)
+        yield "ipr"
+
+    monkeypatch.setattr(_facts._netlink, "open_ipr", open_ipr)
+    monkeypatch.setattr(_facts._netlink, "bridge_names", lambda ipr: ["br0", "virbr1"] if ipr == "ipr" else [])
+    conn = fake_libvirt.FakeConnection(uri="qemu:///system")
+    conn.interfaces = {"docker0": "bridge"}  # what udev (that is /sys) would say inside a lab hypervisor
+    assert _facts.describe_host(conn)["bridges"] == ["br0", "virbr1"]
+    assert asked == [None], "this process's own network namespace"
+    assert conn.called("listAllInterfaces") == 0
+
+
+def test_local_host_bridges_unknown_when_netlink_fails(monkeypatch):
+    def broken(ipr):
+        raise VirtError("listing interfaces: Operation not permitted")
+
+    monkeypatch.setattr(_facts._netlink, "bridge_names", broken)
+    assert _facts.host_bridges(None, "qemu:///system") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_local_host_bridges_are_those_of_the_network_namespace_it_runs_in(scratch_netns):
+    """As inside a lab hypervisor: a process in a network namespace whose /sys is still the root namespace's."""
+    netns = scratch_netns()
+    with _netlink.open_ipr(netns) as ipr:
+        _netlink.create_bridge(ipr, "atvbr7")
+    code = ("import json, os; from ansible_collections.arctictern.virt.plugins.module_utils import _facts; "
+            "print(json.dumps([_facts.host_bridges(None, 'qemu:///system'), os.path.exists('/sys/class/net/atvbr7')]))")
+    proc = subprocess.run(["nsenter", "--net=/run/netns/%s" % netns, "--", sys.executable, "-c", code],
+                          capture_output=True, text=True, check=False, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert proc.returncode == 0, proc.stderr
+    bridges, in_sys = json.loads(proc.stdout)
+    assert bridges == ["atvbr7"]
+    assert not in_sys, "/sys shows the root namespace here: reading it would have missed the bridge"

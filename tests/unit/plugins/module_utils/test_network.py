@@ -13,7 +13,7 @@ from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import Forward
 from ansible_collections.arctictern.virt.plugins.module_utils._network import (
-    Lease, NetworkSpec, describe, render_xml, spec_from_options, spec_from_xml,
+    Lease, NetworkSpec, definition_changes, describe, render_xml, spec_from_options, spec_from_xml,
 )
 
 NAT = dict(
@@ -155,7 +155,8 @@ def test_same_options_against_their_own_definition_compare_equal():
 def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it():
     current = spec_from_xml(LIBVIRT_XML)
 
-    assert spec_from_options(dict(name="lab")) is None
+    with pytest.raises(InvalidOption, match="^mode: needed to define network 'lab', which does not exist$"):
+        spec_from_options(dict(name="lab"))
     kept = spec_from_options(dict(name="lab"), current)
     assert kept == current and kept.port_forwards is None
     forwarded = spec_from_options(dict(name="lab", port_forwards=[dict(host_port=80, guest_ip="198.18.100.10")]), current)
@@ -169,8 +170,8 @@ def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it
 
 
 @pytest.mark.parametrize("params, option, problem", [
-    (dict(name="lab", address="10.0.0.1/24"), "address", "needs mode"),
-    (dict(name="lab", static_leases=[dict(mac="52:54:00:00:00:01", ip="10.0.0.2")]), "static_leases", "needs mode"),
+    (dict(name="lab", address="10.0.0.1/24"), "mode", "needed to define network 'lab', which does not exist"),
+    (dict(name="lab", static_leases=[dict(mac="52:54:00:00:00:01", ip="10.0.0.2")]), "mode", "needed to define network 'lab'"),
     (options(mode="routed"), "mode", "must be one of nat, bridge, isolated"),
     (options(name=""), "name", "must be a non-empty string"),
     (options(name="a/b"), "name", "cannot contain '/'"),
@@ -185,7 +186,12 @@ def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it
     (options(dhcp=dict(start="198.18.100.100", end="198.18.101.10")), "dhcp", "end 198.18.101.10 is not a guest address of the network's subnet"),
     (options(dhcp=dict(start="198.18.100.0", end="198.18.100.10")), "dhcp", "start 198.18.100.0 is not a guest address"),
     (options(dhcp=dict(start="198.18.100.1", end="198.18.100.10")), "dhcp", "start 198.18.100.1 is the host's own address"),
-    (options(dhcp=dict(start="198.18.100.100")), "dhcp", "needs both start and end"),
+    (options(dhcp=dict(start="198.18.100.100")), "dhcp", "needs both start and end, or neither (dhcp: {} removes the range)"),
+    (options(dhcp=dict(start=None, end="198.18.100.100")), "dhcp", "needs both start and end, or neither"),
+    (options(mtu=-1), "mtu", "out of the range 68..65535 (0 returns to libvirt's default)"),
+    (options(address=""), "address", "mode nat needs the host's address"),
+    (options(bridge=""), "bridge", "is not an interface name"),
+    (dict(name="store", mode="isolated", static_leases=[dict(mac="52:54:00:00:00:01", ip="10.0.0.2")]), "static_leases", "needs address"),
     (options(static_leases=[dict(mac="52:54:00:00:00:01", ip="198.18.200.5")]), "static_leases", "198.18.200.5 is not a guest address"),
     (options(static_leases=[dict(mac="52:54:00:00:00:0g", ip="198.18.100.5")]), "static_leases", "is not a MAC address"),
     (options(static_leases=[dict(mac="52:54:00:00:01", ip="198.18.100.5")]), "static_leases", "is not a MAC address"),
@@ -208,7 +214,7 @@ def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it
     (options(bridge=".."), "bridge", "is not an interface name"),
     (dict(name="store", mode="isolated", dhcp=dict(start="10.0.0.2", end="10.0.0.9")), "dhcp", "needs address"),
     (dict(name="store", mode="isolated", address="10.0.0.1/24", port_forwards=[dict(host_port=80, guest_ip="10.0.0.2")]),
-     "port_forwards", "forwards need mode nat"),
+     "port_forwards", "forwards need a network in mode nat, and 'store' is in mode isolated"),
     (dict(name="lan", mode="bridge"), "bridge", "mode bridge needs the name of an existing host bridge"),
     (dict(name="lan", mode="bridge", bridge="br0", address="10.0.0.1/24"), "address", "not possible in mode bridge"),
     (dict(name="lan", mode="bridge", bridge="br0", dhcp=dict(start="10.0.0.2", end="10.0.0.9")), "dhcp", "not possible in mode bridge"),
@@ -226,10 +232,74 @@ def test_bad_options_are_rejected_naming_the_option(params, option, problem):
     assert problem in caught.value.msg
 
 
-def test_empty_lists_are_no_definition_options_without_mode():
+def test_options_left_out_keep_the_definition_even_with_mode():
     current = spec_from_xml(LIBVIRT_XML)
 
-    assert spec_from_options(dict(name="lab", static_leases=[], dhcp=None), current) == current
+    assert spec_from_options(dict(name="lab", mode="nat"), current) == current
+    assert spec_from_options(dict(name="lab", dhcp=None, static_leases=None, domain=None, mtu=None), current) == current
+    changed = spec_from_options(dict(name="lab", mode="nat", mtu=1400), current)
+    assert changed.mtu == 1400 and changed.static_leases == current.static_leases and changed.domain == "lab.example"
+
+
+def test_removal_values_remove_what_the_option_models():
+    current = spec_from_xml(LIBVIRT_XML.replace("<domain ", "<mtu size='9000'/><domain "))
+    assert current.mtu == 9000
+
+    removed = spec_from_options(dict(name="lab", static_leases=[], dhcp=dict(start=None, end=None), domain="", mtu=0), current)
+
+    assert removed.static_leases == () and removed.dhcp_start is None and removed.dhcp_end is None
+    assert removed.domain is None and removed.mtu is None
+    assert (removed.address, removed.bridge, removed.uuid, removed.mac) == (current.address, current.bridge, current.uuid, current.mac)
+    assert definition_changes(current, removed) == ["dhcp", "static_leases", "domain", "mtu"]
+    isolated = spec_from_options(dict(name="lab", mode="isolated", address=""), current)
+    assert isolated.address is None and isolated.dhcp_start is None and isolated.static_leases == ()
+    assert definition_changes(current, isolated) == ["mode", "address", "dhcp", "static_leases"]
+
+
+def test_a_new_address_must_hold_the_kept_range_and_leases():
+    current = spec_from_xml(LIBVIRT_XML)
+
+    with pytest.raises(InvalidOption, match=r"^dhcp: the defined range 198.18.100.100-198.18.100.199 does not fit address 198.18.101.1/24"):
+        spec_from_options(dict(name="lab", address="198.18.101.1/24"), current)
+    with pytest.raises(InvalidOption, match=r"^static_leases: the defined lease of 198.18.100.9 does not fit address 198.18.101.1/24"):
+        spec_from_options(dict(name="lab", address="198.18.101.1/24", dhcp={}), current)
+    moved = spec_from_options(dict(name="lab", address="198.18.101.1/24", dhcp=dict(start="198.18.101.100", end="198.18.101.110"),
+                                   static_leases=[]), current)
+    assert moved.address == "198.18.101.1/24" and moved.dhcp_start == "198.18.101.100" and moved.static_leases == ()
+    # A wider prefix still holds them: nothing else needs to be given.
+    assert spec_from_options(dict(name="lab", address="198.18.100.1/23"), current).static_leases == current.static_leases
+
+
+def test_moving_onto_and_off_a_host_bridge():
+    current = spec_from_xml(LIBVIRT_XML)
+
+    bridged = spec_from_options(dict(name="lab", mode="bridge", bridge="br0"), current)
+    assert bridged == NetworkSpec(name="lab", mode="bridge", uuid=current.uuid, bridge="br0")
+    with pytest.raises(InvalidOption, match="^bridge: mode bridge needs the name of an existing host bridge$"):
+        spec_from_options(dict(name="lab", mode="bridge"), current)
+    back = spec_from_options(dict(name="lab", mode="isolated"), bridged)
+    assert back == NetworkSpec(name="lab", mode="isolated", uuid=current.uuid)  # libvirt names the bridge it creates
+    # On the host bridge the removal values are accepted (there is nothing to remove), other values are not.
+    assert spec_from_options(dict(name="lab", domain="", mtu=0, static_leases=[], dhcp={}), bridged) == bridged
+    with pytest.raises(InvalidOption, match="^domain: not possible in mode bridge"):
+        spec_from_options(dict(name="lab", domain="lab.example"), bridged)
+
+
+def test_modes_the_module_does_not_model_are_kept():
+    routed = spec_from_xml("<network><name>r</name><forward mode='route'/><bridge name='virbr5'/>"
+                           "<ip address='198.18.5.1' prefix='24'/></network>")
+    macvtap = spec_from_xml("<network><name>m</name><forward mode='private'><interface dev='eth1'/></forward></network>")
+
+    edited = spec_from_options(dict(name="r", dhcp=dict(start="198.18.5.10", end="198.18.5.20"), domain="r.example"), routed)
+    assert edited.mode == "route" and edited.dhcp_start == "198.18.5.10" and edited.domain == "r.example"
+    assert definition_changes(routed, edited) == ["dhcp", "domain"]
+    assert spec_from_options(dict(name="m"), macvtap) == macvtap
+    with pytest.raises(InvalidOption, match="^address: not possible in mode private"):
+        spec_from_options(dict(name="m", address="198.18.5.1/24"), macvtap)
+    with pytest.raises(InvalidOption, match="^bridge: not possible in mode private"):
+        spec_from_options(dict(name="m", bridge="br0"), macvtap)
+    with pytest.raises(InvalidOption, match="^port_forwards: forwards need a network in mode nat, and 'r' is in mode route"):
+        spec_from_options(dict(name="r", port_forwards=[dict(host_port=80, guest_ip="198.18.5.9")]), routed)
 
 
 @pytest.mark.parametrize("name", ["x<uuid>00000000-0000-0000-0000-000000000000<uuid>", 'a&b"c\'d<e>', "&amp;", "]]>", "<!-- x -->"])

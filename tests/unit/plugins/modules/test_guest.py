@@ -11,6 +11,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
+from ansible_collections.arctictern.virt.plugins.module_utils import _domain_xml as domain_xml
 from ansible_collections.arctictern.virt.plugins.modules import guest
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES, XEN_CAPABILITIES, FakeDomain, libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
@@ -122,18 +123,21 @@ def test_second_host_gives_the_same_macs(fake_libvirt, run_module):
 # --- updates ----------------------------------------------------------------------------------------------------
 
 def test_update_running_guest_keeps_uuid_macs_addresses_and_asks_for_restart(host, run_module):
-    host.add_domain(domains.render_xml(domains.spec_from_options(args(nics=[dict(network="default", mac="52:54:00:0a:0b:0c")]), "kvm")),
+    host.add_domain(domain_xml.render_xml(domains.spec_from_options(args(nics=[dict(network="default", mac="52:54:00:0a:0b:0c")]), "kvm")),
                     state="running")
     domain = host.domains["web1"]
-    before = domains.spec_from_xml(domain.xml)
+    defined_before = domain.xml
+    before = domain_xml.spec_from_xml(defined_before)
     live = domain.XMLDesc(0)
     result = run_module(guest.main, args(memory=1024, nics=[dict(network="default"), dict(network="lab")]), diff=True)
     assert result["changed"] and result["restart_needed"] is True
     assert result["changes"] == ["memory", "nics"]
-    after = domains.spec_from_xml(domain.xml)
+    after = domain_xml.spec_from_xml(domain.xml)
     assert after.uuid == before.uuid and after.memory_mib == 1024
-    assert after.nics[0].mac == "52:54:00:0a:0b:0c" and after.nics[0].address == before.nics[0].address
-    assert after.disks[0].address == before.disks[0].address
+    assert after.nics[0].mac == "52:54:00:0a:0b:0c"
+    old_root, new_root = ET.fromstring(defined_before), ET.fromstring(domain.xml)
+    assert new_root.find("devices/interface/address").attrib == old_root.find("devices/interface/address").attrib
+    assert new_root.find("devices/disk/address").attrib == old_root.find("devices/disk/address").attrib
     assert after.nics[1].mac == domains.stable_mac("web1", 1)
     # The running guest is untouched until its next boot.
     assert domain.XMLDesc(0) == live and domain.current_state() == "running"
@@ -145,7 +149,7 @@ def test_recorded_addresses_of_a_running_guest_change_live_without_a_restart(hos
     run_module(guest.main, args(state="running", nics=[dict(network="default", addresses=["192.168.122.10/24"])]))
     domain = host.domains["web1"]
     mac = domains.stable_mac("web1", 0)
-    assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(0))) == [(mac, "192.168.122.10/24")]
+    assert domain_xml.metadata_addresses(ET.fromstring(domain.XMLDesc(0))) == [(mac, "192.168.122.10/24")]
     moved = args(state="running", nics=[dict(network="default", addresses=["192.168.122.11/24"])])
     preview = run_module(guest.main, moved, check_mode=True)
     assert preview["changed"] and preview["changes"] == ["nics[].addresses"] and host.called("setMetadata") == 0
@@ -153,12 +157,12 @@ def test_recorded_addresses_of_a_running_guest_change_live_without_a_restart(hos
     assert result["changed"] and result["changes"] == ["nics[].addresses"] and result["restart_needed"] is False
     assert result["guest"]["nics"][0]["addresses"] == ["192.168.122.11/24"]
     for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):  # the live guest and its definition agree
-        assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(flags))) == [(mac, "192.168.122.11/24")]
+        assert domain_xml.metadata_addresses(ET.fromstring(domain.XMLDesc(flags))) == [(mac, "192.168.122.11/24")]
     # Left out, the addresses stay; an empty list removes them from both.
     assert run_module(guest.main, args(state="running", nics=[dict(network="default")]))["changed"] is False
     run_module(guest.main, args(state="running", nics=[dict(network="default", addresses=[])]))
-    assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(0))) == []
-    assert domains.metadata_addresses(ET.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))) == []
+    assert domain_xml.metadata_addresses(ET.fromstring(domain.XMLDesc(0))) == []
+    assert domain_xml.metadata_addresses(ET.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))) == []
 
 
 def test_update_of_a_stopped_guest_needs_no_restart(host, run_module):
@@ -287,7 +291,7 @@ def test_absent_on_xen_uses_the_flags_libxl_takes(fake_libvirt, run_module):
 
 
 def test_absent_transient_guest_is_only_destroyed(host, run_module):
-    host.createXML(domains.render_xml(domains.spec_from_options(args(), "kvm")))
+    host.createXML(domain_xml.render_xml(domains.spec_from_options(args(), "kvm")))
     result = run_module(guest.main, dict(name="web1", state="absent"))
     assert result["changed"] and not host.domains and host.called("createXML") == 1
 
@@ -403,8 +407,8 @@ def test_new_guest_that_cannot_start_is_not_kept(host, run_module, monkeypatch, 
     def create(_domain):
         raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "Cannot get interface MTU on 'nobr0': No such device")
 
-    monkeypatch.setattr(guest.domains, "missing_overlays", lambda spec: [(str(overlay), str(base), "qcow2")])
-    monkeypatch.setattr(guest.domains, "create_overlays", create_overlays)
+    monkeypatch.setattr(domains, "missing_overlays", lambda spec: [(str(overlay), str(base), "qcow2")])
+    monkeypatch.setattr(domains, "create_overlays", create_overlays)
     monkeypatch.setattr(FakeDomain, "create", create)
     result = fail(run_module, args(state="running", nics=[dict(bridge="nobr0")]))
     assert "No such device" in result["msg"] and "the new guest was not kept" in result["msg"]

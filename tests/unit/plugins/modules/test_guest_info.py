@@ -11,7 +11,9 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed
+from ansible_collections.arctictern.virt.plugins.filter.placement import placement
 from ansible_collections.arctictern.virt.plugins.modules import guest_info
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import FakeConnection, FakeDomain, domain_xml, lease
 
 MAC = "52:54:00:00:00:01"
@@ -131,3 +133,83 @@ def test_unreachable_uri_fails_cleanly(monkeypatch, capsys):
     assert failed
     assert result["msg"] == "uri: cannot connect to libvirt at 'qemu+ssh://root@down/system': refused"
     assert "exception" not in result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the fake libvirt (tests/unit/fake_libvirt.py): what placement needs, and placement fed with it
+
+GUEST_XML = """<domain type='{virt_type}'>
+  <name>{name}</name>
+  <memory unit='KiB'>{kib}</memory>
+  <vcpu>1</vcpu>
+  <os><type machine='pc'>hvm</type></os>
+  {cpu}
+  <devices><interface type='{nic_type}'><source {nic_type}='{source}'/><model type='virtio'/></interface></devices>
+</domain>"""
+
+
+def add_guest(conn, name, nic_type, source, cpu="<cpu mode='custom' match='exact'><model>qemu64</model></cpu>",
+              virt_type="kvm", mib=128):
+    return conn.add_domain(GUEST_XML.format(name=name, nic_type=nic_type, source=source, cpu=cpu, virt_type=virt_type,
+                                            kib=mib * 1024), state="running")
+
+
+@pytest.fixture(name="hypervisors")
+def fixture_hypervisors(fake_libvirt):
+    """hv1 (KVM) runs web-nat on network nat and web-br on bridge br0; hv2 (KVM) has br0 but no nat; hv3 has nat
+    and br0 but no KVM."""
+    hv1 = fake_libvirt.add("qemu+ssh://root@hv1/system", hostname="hv1")
+    hv2 = fake_libvirt.add("qemu+ssh://root@hv2/system", hostname="hv2")
+    hv3 = fake_libvirt.add("qemu+ssh://root@hv3/system", capabilities=QEMU_CAPABILITIES, hostname="hv3")
+    for conn in (hv1, hv2, hv3):
+        conn.add_network("lan", bridge="br0")
+        conn.interfaces = {"eth0": "ethernet", "br0": "bridge"}
+    for conn in (hv1, hv3):
+        conn.add_network("nat", bridge="virbr1")
+        conn.interfaces["virbr1"] = "bridge"
+    add_guest(hv1, "web-nat", "network", "nat", mib=256)
+    add_guest(hv1, "web-br", "bridge", "br0")
+    return {"hv1": hv1, "hv2": hv2, "hv3": hv3}
+
+
+def describe(run_module, host):
+    return run_module(guest_info.main, {"uri": "qemu+ssh://root@%s/system" % host, "address_sources": ["metadata"]})
+
+
+def test_reports_platform_networks_bridges_and_cpu_offer(hypervisors, run_module):
+    result = describe(run_module, "hv1")
+
+    guests = {guest["name"]: guest for guest in result["guests"]}
+    # libvirt stored the versioned machine for the alias 'pc', and the host's arch.
+    assert (guests["web-nat"]["arch"], guests["web-nat"]["machine"]) == ("x86_64", "pc-i440fx-7.2")
+    assert guests["web-nat"]["cpu"] == {"mode": "custom", "model": "qemu64", "host_cpu_model": None}
+    assert [(nic["type"], nic["source"]) for nic in guests["web-nat"]["nics"]] == [("network", "nat")]
+    host = result["host"]
+    assert (host["networks"], host["bridges"], host["cpu_model"]) == (["lan", "nat"], ["br0", "virbr1"], "Skylake-Client-IBRS")
+    assert "qemu64" in host["arches"]["x86_64"]["virt_types"]["kvm"]["cpu_models"]
+    assert result["changed"] is False
+
+
+def test_host_passthrough_guest_carries_its_host_cpu(hypervisors, run_module):
+    add_guest(hypervisors["hv1"], "fast", "bridge", "br0", cpu="<cpu mode='host-passthrough'/>")
+    result = run_module(guest_info.main, {"uri": "qemu+ssh://root@hv1/system", "name": "fast", "address_sources": ["metadata"]})
+    assert result["guests"][0]["cpu"] == {"mode": "host-passthrough", "model": None, "host_cpu_model": "Skylake-Client-IBRS"}
+
+
+def test_domain_capabilities_failure_does_not_fail_the_module(hypervisors, run_module):
+    hypervisors["hv1"].fail_on["getDomainCapabilities"] = "internal error: QEMU probing failed"
+    result = describe(run_module, "hv1")
+    assert not result.get("failed")
+    assert result["host"]["arches"]["x86_64"]["virt_types"]["kvm"]["cpu_models"] is None
+
+
+def test_guest_info_results_place_guests_only_where_they_can_run(hypervisors, run_module):
+    facts = {name: describe(run_module, name) for name in hypervisors}
+    others = {name: facts[name]["host"] for name in ("hv2", "hv3")}
+
+    plan = {entry["name"]: entry for entry in placement(facts["hv1"]["guests"], others, reserve_mib=512)}
+
+    assert plan["web-nat"]["target"] is None
+    assert plan["web-nat"]["reason"] == "hv2: no libvirt network 'nat'; hv3: does not run kvm guests on x86_64 (only qemu)"
+    assert plan["web-br"]["target"] == "hv2"
+    assert plan["web-br"]["unfit"] == {"hv3": ["does not run kvm guests on x86_64 (only qemu)"]}

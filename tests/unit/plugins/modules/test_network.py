@@ -9,7 +9,7 @@ import pytest
 
 from ansible.module_utils import basic
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _network_task
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import chain_names
 from ansible_collections.arctictern.virt.plugins.modules import network
@@ -40,7 +40,7 @@ class Host:
         self.iptables_binary = IPTABLES
         self.uris = []
         monkeypatch.setattr(_libvirt, "connect", self.connect)
-        monkeypatch.setattr(network.os, "geteuid", lambda: self.euid)
+        monkeypatch.setattr(_network_task.os, "geteuid", lambda: self.euid)
         monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda _module, name, *_args, **_kwargs: self.iptables_binary)
         monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda _module, argv, **kwargs: self.iptables.run(argv, **kwargs))
         monkeypatch.setattr(basic.AnsibleModule, "exit_json", utils.exit_json)
@@ -115,8 +115,11 @@ def test_check_mode_reports_without_touching_anything(host):
     assert [argv[3:6] for argv in result["firewall_commands"]][:2] == [["nat", "-N", DNAT], ["nat", "-A", DNAT]]
     assert ET.fromstring(result["xml"]).findtext("name") == "lab"
     assert result["network"]["active"] is True and result["network"]["uuid"] is None
-    assert result["diff"]["before"] == {}
-    assert result["diff"]["after"]["port_forwards"] == [SSH_FORWARD]
+    assert result["changes"] == ["mode", "address", "dhcp", "static_leases"]
+    definition, run_state = result["diff"]
+    assert definition["before"] == "" and definition["after"] == result["xml"]
+    assert run_state["before"] == {}
+    assert run_state["after"] == {"active": True, "autostart": False, "port_forwards": [SSH_FORWARD]}
 
 
 def test_check_mode_on_a_converged_network_reports_no_change(host):
@@ -133,10 +136,14 @@ def test_diff_shows_the_changed_parts(host):
 
     result = host.run(dict(LAB, dhcp=dict(start="198.18.100.150", end="198.18.100.199"), port_forwards=[]), diff=True)
 
-    before, after = result["diff"]["before"], result["diff"]["after"]
-    assert before["dhcp"]["start"] == "198.18.100.100" and after["dhcp"]["start"] == "198.18.100.150"
-    assert before["port_forwards"] == [SSH_FORWARD] and after["port_forwards"] == []
-    assert {key for key in before if before[key] != after[key]} == {"dhcp", "port_forwards"}
+    definition, run_state = result["diff"]
+    before, after = definition["before"].splitlines(), definition["after"].splitlines()
+    assert len(before) == len(after)
+    assert [(old.strip(), new.strip()) for old, new in zip(before, after) if old != new] == [
+        ('<range start="198.18.100.100" end="198.18.100.199" />', '<range start="198.18.100.150" end="198.18.100.199" />')]
+    assert result["changes"] == ["dhcp"]
+    assert run_state["before"]["port_forwards"] == [SSH_FORWARD] and run_state["after"]["port_forwards"] == []
+    assert {key for key in run_state["before"] if run_state["before"][key] != run_state["after"][key]} == {"port_forwards"}
 
 
 def test_changing_an_active_network_redefines_it_and_asks_for_a_restart(host):
@@ -199,8 +206,10 @@ def test_forwards_follow_the_list(host):
     assert result["changed"] is True and host.conn.changes() == []
     assert host.nat_rules() == [["-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", "198.18.100.11:80"]]
     assert result["network"]["port_forwards"] == [dict(SSH_FORWARD, host_port=8080, guest_ip="198.18.100.11", guest_port=80)]
-    # With mode given, leaving port_forwards out means none.
-    host.run({key: value for key, value in LAB.items() if key != "port_forwards"})
+    # Left out, they stay as they are, also with mode given; [] removes them.
+    kept = host.run({key: value for key, value in LAB.items() if key != "port_forwards"})
+    assert kept["changed"] is False and kept["network"]["port_forwards"] == [result["network"]["port_forwards"][0]]
+    host.run(dict(LAB, port_forwards=[]))
     assert host.nat_rules() is None and ACCEPT not in host.iptables.tables["filter"]
     assert ["-j", ACCEPT] not in host.forward_chain()
 
@@ -256,7 +265,10 @@ def test_absent_stops_undefines_and_removes_forwards(host):
     assert host.conn.networks == {}
     assert host.nat_rules() is None and ACCEPT not in host.iptables.tables["filter"]
     assert host.iptables.tables["nat"]["PREROUTING"] == [] and host.forward_chain() == []
-    assert result["network"] == {} and result["diff"]["after"] == {} and result["diff"]["before"]["name"] == "lab"
+    definition, run_state = result["diff"]
+    assert result["network"] == {} and result["changes"] == []
+    assert "<name>lab</name>" in definition["before"] and definition["after"] == ""
+    assert run_state["before"]["active"] is True and run_state["after"] == {}
     assert again["changed"] is False and again["firewall_commands"] == []
 
 
@@ -333,7 +345,8 @@ def test_hostile_names_go_through_as_text(host):
     (dict(LAB, static_leases=[dict(mac="nope", ip="198.18.100.10")]), "static_leases"),
     (dict(LAB, address="198.18.100.1"), "address"),
     (dict(name="lab"), "mode"),
-    (dict(name="lab", address="198.18.100.1/24"), "address"),
+    (dict(name="lab", address="198.18.100.1/24"), "mode"),
+    (dict(LAB, dhcp=dict(end="198.18.100.100")), "dhcp"),
     (dict(name="lan", mode="bridge", bridge="br0", address="198.18.100.1/24"), "address"),
     (dict(name="lan", mode="bridge"), "bridge"),
     (dict(LAB, uri="qemu+ssh://root@hv2.example.com/system"), "port_forwards"),
