@@ -63,9 +63,40 @@ class Ansible:
         assert not result.get("failed"), result.get("msg", result)
         return result
 
+    def module_passes(self, host, module, cases, passes):
+        """Run ``module`` on ``host`` over every case (a dict of module options) in one playbook, once per pass.
+
+        ``passes`` is a list of (label, task keywords) run in order, e.g. ``[("predicted", {"check_mode": True,
+        "diff": True}), ("applied", {})]``. Returns {label: [result, ...]} in case order; a failed call is a result
+        with ``failed``. One playbook instead of a call per case: Ansible's start-up is most of a module call."""
+        options = sorted({option for case in cases for option in case})
+        args = {option: "{{ item.%s | default(omit) }}" % option for option in options}
+        tasks = []
+        for label, keywords in passes:
+            task = {"name": label, "arctictern.virt." + module: args, "loop": "{{ cases }}", "register": label,
+                    "ignore_errors": True, "loop_control": {"label": "{{ item.name | default(ansible_loop.index) }}",
+                                                            "extended": True}}
+            task.update(keywords)
+            tasks.append(task)
+        with tempfile.TemporaryDirectory() as tree:
+            results_file = Path(tree) / "results.json"
+            tasks.append({"name": "Keep the results", "ansible.builtin.copy": {
+                "content": "{{ {%s} | to_json }}" % ", ".join("'%s': %s.results" % (label, label) for label, _ in passes),
+                "dest": str(results_file), "mode": "0600"}})
+            playbook = Path(tree) / "passes.yml"
+            playbook.write_text(json.dumps([{"name": "Run %s over every case" % module, "hosts": host,
+                                             "gather_facts": False, "tasks": tasks}]))
+            cases_file = Path(tree) / "cases.json"
+            cases_file.write_text(json.dumps({"cases": cases}))
+            proc = self.playbook(playbook, extra_vars="@%s" % cases_file)
+            if not results_file.exists():
+                raise AssertionError("no results from %s: %s\n%s" % (module, proc.stdout[-3000:], proc.stderr[-2000:]))
+            return json.loads(results_file.read_text())
+
     def playbook(self, playbook, extra_vars=None, check=False):
         argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab"), str(playbook)]
-        argv += ["-e", json.dumps(extra_vars)] if extra_vars else []
+        # A dict of variables, or "@file" naming a file of them.
+        argv += ["-e", extra_vars if isinstance(extra_vars, str) else json.dumps(extra_vars)] if extra_vars else []
         argv += ["--check"] if check else []
         return subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800,
                               check=False)
