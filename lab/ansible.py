@@ -72,6 +72,7 @@ class Ansible:
         options = sorted({option for case in cases for option in case})
         args = {option: "{{ item.%s | default(omit) }}" % option for option in options}
         tasks = []
+        labels = [label for label, _keywords in passes]
         for label, keywords in passes:
             task = {"name": label, "arctictern.virt." + module: args, "loop": "{{ cases }}", "register": label,
                     "ignore_errors": True, "loop_control": {"label": "{{ item.name | default(ansible_loop.index) }}",
@@ -81,7 +82,7 @@ class Ansible:
         with tempfile.TemporaryDirectory() as tree:
             results_file = Path(tree) / "results.json"
             tasks.append({"name": "Keep the results", "ansible.builtin.copy": {
-                "content": "{{ {%s} | to_json }}" % ", ".join("'%s': %s.results" % (label, label) for label, _ in passes),
+                "content": "{{ {%s} | to_json }}" % ", ".join("'%s': %s.results" % (label, label) for label in labels),
                 "dest": str(results_file), "mode": "0600"}})
             playbook = Path(tree) / "passes.yml"
             playbook.write_text(json.dumps([{"name": "Run %s over every case" % module, "hosts": host,

@@ -114,4 +114,3 @@ COMPARED_FIELDS = (
     ("initrd", "initrd"), ("cmdline", "cmdline"), ("disks", "disks"), ("nics", "nics"), ("serial_log", "serial_log"),
     ("recorded_addresses", ADDRESSES_CHANGE),
 )
-
