@@ -17,6 +17,7 @@ from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as
 from lab.daemon import HypervisorDaemon
 from lab.image import ensure_image
 from lab.namespaces import CLONE_NEWNET, is_mountpoint, make_private_mount, setns, umount
+from lab.netlink import create_netns, create_veth_pair, link_exists, remove_netns, replace_route
 from lab.topology import CLIENT_ROUTES, HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX, NS_DIR, STATE_DIR, SWITCH
 
 STATE_FILE = STATE_DIR / "lab.json"
@@ -31,7 +32,7 @@ def _ensure_netns(name):
         # A leftover of a reboot (/run is not always a tmpfs): a plain file where a namespace was pinned.
         path.unlink()
     if name not in netlink.netns_names():
-        netlink.create_netns(name)
+        create_netns(name)
     with netlink.open_ipr(name) as ipr:
         netlink.set_up(ipr, "lo")
 
@@ -40,9 +41,9 @@ def _cable(host_ns, ifname, peer_ns, peer_ifname, address=None, prefix=None):
     """A veth between two namespaces; the address is set only when the cable is new, because playbooks may move
     it afterwards (host_bridge moves eth0's address onto a bridge)."""
     with netlink.open_ipr(host_ns) as ipr:
-        if netlink.link_exists(ipr, ifname):
+        if link_exists(ipr, ifname):
             return
-        netlink.create_veth_pair(ipr, ifname, peer_ifname, peer_netns=peer_ns)
+        create_veth_pair(ipr, ifname, peer_ifname, peer_netns=peer_ns)
         if address:
             netlink.add_address(ipr, ifname, "%s/%d" % (address, prefix))
         netlink.set_up(ipr, ifname)
@@ -57,7 +58,7 @@ def build_network():
     for name in [SWITCH_NETNS] + [host.netns for host in HOSTS]:
         _ensure_netns(name)
     with netlink.open_ipr(SWITCH_NETNS) as switch:
-        if not netlink.link_exists(switch, SWITCH):
+        if not link_exists(switch, SWITCH):
             netlink.create_bridge(switch, SWITCH)
         netlink.set_up(switch, SWITCH)
     for host in HOSTS:
@@ -72,7 +73,7 @@ def build_network():
         _enable_forwarding(hypervisor.netns)
     with netlink.open_ipr(NETNS_PREFIX + "client") as client:
         for subnet, gateway in CLIENT_ROUTES.items():
-            netlink.replace_route(client, subnet, gateway=gateway)
+            replace_route(client, subnet, gateway=gateway)
 
 
 def _enable_forwarding(netns):
@@ -208,7 +209,7 @@ def down(log=print):
         HypervisorDaemon(hypervisor).namespaces.remove()
     for name in netlink.netns_names():
         if name.startswith(NETNS_PREFIX):
-            netlink.remove_netns(name)
+            remove_netns(name)
     if is_mountpoint(NS_DIR):
         umount(NS_DIR)
     shutil.rmtree(STATE_DIR, ignore_errors=True)

@@ -25,7 +25,8 @@ fi
 
 python=${PYTHON:-python3}
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+# requirements.txt includes requirements-ee.txt (-r): a change to either reinstalls.
+want=$(cat requirements.txt requirements-ee.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi

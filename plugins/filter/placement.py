@@ -106,7 +106,7 @@ _value:
       description: The host chosen for the guest, or null when none can take it.
       type: str
     free_after_mib:
-      description: Free memory in MiB left on O(target) once this guest and the ones placed before it are there.
+      description: Free memory in MiB left on RV(_value[].target) once this guest and the ones placed before it are there.
       type: int
     reason:
       description:

@@ -23,6 +23,10 @@ description:
     C(libvirt_state), C(libvirt_nics), C(libvirt_addresses), and C(ansible_host) set to the first address
     known for the guest, when one is.'
   - A hypervisor that cannot be reached is reported with a warning and skipped, unless O(strict) is true.
+  - A guest that disappears while it is being read (undefined, or migrated away) is left out; the other guests of
+    its hypervisor are not affected.
+  - Hypervisors are read concurrently, up to O(max_workers) at a time, each over its own connection. Hosts, groups,
+    warnings and errors come in the order of O(uris) whatever the order in which the hypervisors answer.
 options:
   plugin:
     description: Marks the file as a configuration of this plugin.
@@ -42,6 +46,14 @@ options:
     description: Seconds to wait for each libvirt daemon to answer.
     type: float
     default: 10.0
+  max_workers:
+    description:
+      - How many hypervisors are read at the same time. Reading a hypervisor mostly waits for its daemon's
+        answers (several round trips per guest), so a fleet behind slow links is read in about the time of its
+        slowest hypervisor when this is at least the number of O(uris).
+      - C(1) reads one hypervisor after the other.
+    type: int
+    default: 8
   include_inactive:
     description: Also make hosts of guests that are not running.
     type: bool
@@ -94,7 +106,10 @@ groups:
   big: libvirt_nics | length > 1
 """
 
+import contextlib
+import functools
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleParserError
@@ -125,6 +140,45 @@ def hypervisors(uris):
     return found
 
 
+def max_workers(value):
+    """The ``max_workers`` option checked: a whole number of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AnsibleParserError("max_workers: must be a whole number of at least 1, got %r" % (value,))
+    return value
+
+
+def read_guests(uri, timeout, sources, active_only):
+    """The guests of one hypervisor, over a connection of its own (so that it can run in a worker thread)."""
+    with _libvirt.connection(uri, timeout) as conn:
+        return _facts.describe_guests(conn, sources, active_only=active_only)
+
+
+def read_all(read, targets, workers):
+    """Yields ``(result, None)`` or ``(None, VirtError)`` of ``read(uri)`` for each ``(alias, uri)`` of ``targets``,
+    in their order, running up to ``workers`` reads at a time (in this thread when 1).
+
+    Each result is yielded as soon as it and all before it are in, so that a caller stopping at the first error
+    (strict) does not wait for the rest; closing the generator then cancels the reads not yet started."""
+    def attempt(uri):
+        try:
+            return read(uri), None
+        except VirtError as error:
+            return None, error
+
+    if workers == 1 or len(targets) <= 1:
+        for _alias, uri in targets:
+            yield attempt(uri)
+        return
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(targets)), thread_name_prefix="libvirt-inventory")
+    try:
+        futures = [pool.submit(attempt, uri) for _alias, uri in targets]
+        for future in futures:
+            yield future.result()
+    finally:
+        # Stopped early (strict, or an unexpected error): do not start the reads still queued.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "arctictern.virt.libvirt"
 
@@ -152,21 +206,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._populate(found)
 
     def _read_hypervisors(self):
-        """``([{alias, uri, guests}, ...], complete)``; complete is false when a hypervisor could not be read."""
-        sources = self.get_option("address_sources")
+        """``([{alias, uri, guests}, ...], complete)`` in the order of ``uris``; complete is false when a
+        hypervisor could not be read."""
+        targets = hypervisors(self.get_option("uris"))
+        workers = max_workers(self.get_option("max_workers"))
+        read = functools.partial(read_guests, timeout=self.get_option("connect_timeout"), sources=self.get_option("address_sources"),
+                                 active_only=not self.get_option("include_inactive"))
         found = []
         complete = True
-        for alias, uri in hypervisors(self.get_option("uris")):
-            try:
-                with _libvirt.connection(uri, self.get_option("connect_timeout")) as conn:
-                    guests = _facts.describe_guests(conn, sources, active_only=not self.get_option("include_inactive"))
-            except VirtError as error:
-                if self.get_option("strict"):
-                    raise AnsibleParserError("hypervisor %s (%s): %s" % (alias, uri, error.msg)) from None
-                display.warning("arctictern.virt.libvirt: skipping hypervisor %s (%s): %s" % (alias, uri, error.msg))
-                complete = False
-                continue
-            found.append({"alias": alias, "uri": uri, "guests": guests})
+        with contextlib.closing(read_all(read, targets, workers)) as results:
+            for (alias, uri), (guests, error) in zip(targets, results):
+                if error is not None:
+                    if self.get_option("strict"):
+                        raise AnsibleParserError("hypervisor %s (%s): %s" % (alias, uri, error.msg))
+                    display.warning("arctictern.virt.libvirt: skipping hypervisor %s (%s): %s" % (alias, uri, error.msg))
+                    complete = False
+                    continue
+                found.append({"alias": alias, "uri": uri, "guests": guests})
         return found, complete
 
     def _populate(self, found):

@@ -21,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
+from ansible_collections.arctictern.virt.plugins.module_utils import _validate
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import (
     BUSES_BY_TYPE, COMPARED_FIELDS, DEFAULT_NIC_MODEL, DEFINITION_OPTIONS, DISK_FORMATS, METADATA_NS,
     TARGET_PREFIX, VIRT_TYPES, DiskSpec, GuestSpec, NicSpec, comparable,
@@ -33,11 +34,8 @@ from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import ca
 
 # Characters XML 1.0 cannot carry at all; ElementTree would write them and produce a document libvirt rejects.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _TARGET = re.compile(r"^(vd|xvd|sd|hd)[a-z]{1,3}$")
 _MODEL = re.compile(r"^[A-Za-z0-9_.-]+$")
-# A Linux interface name (at most 15 characters) within what libvirt's schema allows for a bridge.
-_BRIDGE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,18 +85,6 @@ def check_name(name):
     if "/" in name:
         raise InvalidOption("name", "a guest name cannot contain '/'")
     return name
-
-
-def normalize_mac(option, value):
-    """A MAC in libvirt's form (lower case, colons), or InvalidOption when it is not a unicast MAC."""
-    mac = _text(option, value).strip().lower().replace("-", ":")
-    if not _MAC.match(mac):
-        raise InvalidOption(option, "'%s' is not a MAC address like 52:54:00:12:34:56" % value)
-    if int(mac[:2], 16) & 1:
-        raise InvalidOption(option, "'%s' is a multicast MAC address; a NIC needs a unicast one" % value)
-    if mac == "00:00:00:00:00:00":
-        raise InvalidOption(option, "the all-zero MAC address cannot be used")
-    return mac
 
 
 def stable_mac(guest_name, index, attempt=0):
@@ -201,12 +187,12 @@ def _nics_from_options(spec, entries, current):
         bridge = _text(option + ".bridge", entry.get("bridge"))
         if (network is None) == (bridge is None):
             raise InvalidOption(option, "give exactly one of network or bridge")
-        if bridge is not None and not _BRIDGE.match(bridge):
-            raise InvalidOption(option + ".bridge", "'%s' is not a network interface name" % bridge)
+        if bridge is not None:
+            _validate.interface_name(option + ".bridge", bridge)
         model = _text(option + ".model", entry.get("model"))
         if model is not None and not _MODEL.match(model):
             raise InvalidOption(option + ".model", "'%s' is not a NIC model name like virtio or e1000" % model)
-        mac = normalize_mac(option + ".mac", entry["mac"]) if entry.get("mac") else None
+        mac = _validate.mac_address(option + ".mac", entry["mac"]) if entry.get("mac") else None
         if mac in reserved:
             raise InvalidOption(option + ".mac", "'%s' is the MAC of %s, which the module does not manage" % (mac, reserved[mac]))
         nics.append(NicSpec(source_type="network" if network is not None else "bridge",
@@ -254,13 +240,7 @@ def _addresses_from_option(option, value, earlier_nics):
     taken = {ipaddress.ip_interface(address).ip for nic in earlier_nics for address in nic.addresses}
     addresses = []
     for index, item in enumerate(value):
-        text = _text("%s[%d]" % (option, index), item)
-        try:
-            interface = ipaddress.ip_interface(text)
-        except ValueError:
-            raise InvalidOption(option, "'%s' is not an IP address with a prefix length like 192.0.2.10/24" % text) from None
-        if "/" not in text:
-            raise InvalidOption(option, "'%s' needs a prefix length, like %s/24" % (text, text))
+        interface = _validate.ip_interface(option, _text("%s[%d]" % (option, index), item))
         if interface.ip in taken:
             raise InvalidOption(option, "%s is given more than once" % interface.ip)
         taken.add(interface.ip)

@@ -9,14 +9,12 @@ guest is the same edit applied to a small skeleton (render_xml). ElementTree onl
 
 from __future__ import annotations
 
-import copy
-import io
 import xml.etree.ElementTree as ET
 
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import (
     CPU_MODES, DEFAULT_VCPUS, METADATA_NS, DiskSpec, GuestSpec, NicSpec, comparable,
 )
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils._xml import parse, place, pretty, remove_all
 
 _MEMORY_UNITS = {
     "b": 1, "bytes": 1,
@@ -51,21 +49,6 @@ _CPU_ORDER = ("model", "vendor", "topology", "cache", "maxphysaddr", "feature", 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------------------------
-
-def parse(xml):
-    """The root Element of a domain document. Namespace prefixes of foreign metadata are registered, so that writing
-    the document back keeps them (libosinfo's ``libosinfo:`` rather than ``ns0:``)."""
-    try:
-        for _event, (prefix, uri) in ET.iterparse(io.StringIO(xml), events=("start-ns",)):
-            if prefix:
-                try:
-                    ET.register_namespace(prefix, uri)
-                except ValueError:
-                    pass  # a prefix like ns0 that ElementTree reserves: it writes its own
-        return ET.fromstring(xml)
-    except ET.ParseError as error:
-        raise VirtError("cannot read the guest definition: %s" % error) from None
-
 
 def _memory_mib(element):
     if element is None or not (element.text or "").strip():
@@ -117,7 +100,7 @@ def _nic_spec(element):
 
 def spec_from_xml(xml):
     """The managed part of a domain definition (as returned by XMLDesc) as a GuestSpec."""
-    root = parse(xml)
+    root = parse(xml, "guest definition")
     os_type = root.find("os/type")
     virt_type = root.get("type")
     memory = _memory_mib(root.find("memory"))
@@ -192,32 +175,16 @@ def metadata_element(spec, qualified=True):
 # Writing: edits of the defined document
 # ---------------------------------------------------------------------------------------------------------------
 
-def _insert(parent, element, order):
-    """Put ``element`` into ``parent`` before the first child that ``order`` places after it."""
-    rank = order.index(element.tag) if element.tag in order else len(order)
-    for index, sibling in enumerate(parent):
-        if sibling.tag in order and order.index(sibling.tag) > rank:
-            parent.insert(index, element)
-            return element
-    parent.append(element)
-    return element
-
-
 def _child(parent, tag, order, **attrs):
     """``parent``'s first <tag>; made with ``attrs`` at its place in ``order`` when there is none."""
     element = parent.find(tag)
-    return element if element is not None else _insert(parent, ET.Element(tag, attrs), order)
-
-
-def _remove_all(parent, tag):
-    for element in parent.findall(tag):
-        parent.remove(element)
+    return element if element is not None else place(parent, ET.Element(tag, attrs), order)
 
 
 def _set_text(parent, tag, text, order):
     """<tag>text</tag> under ``parent``, or no <tag> at all when ``text`` is None."""
     if text is None:
-        _remove_all(parent, tag)
+        remove_all(parent, tag)
     else:
         _child(parent, tag, order).text = text
 
@@ -268,7 +235,7 @@ def _write_loader(root, spec, current):
     if spec.loader:
         _child(_os(root), "loader", _OS_ORDER, type="rom").text = spec.loader
     else:
-        _remove_all(_os(root), "loader")
+        remove_all(_os(root), "loader")
 
 
 def _has_boot_order(root):
@@ -296,7 +263,7 @@ def _write_cpu(root, spec, _current):
         if cpu is not None:
             for attribute in ("mode", "match", "check"):
                 cpu.attrib.pop(attribute, None)
-            _remove_all(cpu, "model")
+            remove_all(cpu, "model")
             if not len(cpu) and not cpu.attrib:
                 root.remove(cpu)
         return
@@ -304,7 +271,7 @@ def _write_cpu(root, spec, _current):
     cpu.set("mode", spec.cpu_model if spec.cpu_model in CPU_MODES else "custom")
     if spec.cpu_model in CPU_MODES:
         cpu.attrib.pop("match", None)
-        _remove_all(cpu, "model")
+        remove_all(cpu, "model")
         return
     cpu.set("match", cpu.get("match") or "exact")
     model = _child(cpu, "model", _CPU_ORDER, fallback="allow")
@@ -332,7 +299,7 @@ def _replace_devices(devices, old, new):
         devices.remove(element)
     if position is None:
         for element in new:
-            _insert(devices, element, _DEVICE_ORDER)
+            place(devices, element, _DEVICE_ORDER)
         return
     for offset, element in enumerate(new):
         devices.insert(position + offset, element)
@@ -349,13 +316,13 @@ def _write_disk(element, disk):
     source.set("dev" if block else "file", disk.path)
     target = _child(element, "target", _DISK_ORDER)
     if target.get("bus") not in (None, disk.bus):
-        _remove_all(element, "address")  # the slot belongs to the old bus; libvirt assigns one on the new bus
+        remove_all(element, "address")  # the slot belongs to the old bus; libvirt assigns one on the new bus
     target.set("dev", disk.target)
     target.set("bus", disk.bus)
     if disk.readonly:
         _child(element, "readonly", _DISK_ORDER)
     else:
-        _remove_all(element, "readonly")
+        remove_all(element, "readonly")
 
 
 def _write_disks(root, spec, _current):
@@ -372,7 +339,7 @@ def _write_disks(root, spec, _current):
             if last:
                 devices.insert(list(devices).index(last[-1]) + 1, element)
             else:
-                _insert(devices, element, _DEVICE_ORDER)
+                place(devices, element, _DEVICE_ORDER)
         if element.find("target") is None or _disk_spec(element) != disk:
             _write_disk(element, disk)  # a disk that does not change keeps even the attributes libvirt left out
     for element in free:
@@ -390,7 +357,7 @@ def _write_nic(element, nic):
     if nic.model:
         _child(element, "model", _NIC_ORDER).set("type", nic.model)
     else:
-        _remove_all(element, "model")
+        remove_all(element, "model")
 
 
 def _nic_mac(element):
@@ -417,12 +384,12 @@ def _write_nics(root, spec, _current):
 def _add_console(devices, spec):
     """The guest's console device(s); returns the one that carries the log: the serial port, or Xen PV's console."""
     if spec.is_xen_pv:
-        console = _insert(devices, ET.Element("console", type="pty"), _DEVICE_ORDER)
+        console = place(devices, ET.Element("console", type="pty"), _DEVICE_ORDER)
         ET.SubElement(console, "target", type="xen", port="0")
         return console
-    serial = _insert(devices, ET.Element("serial", type="pty"), _DEVICE_ORDER)
+    serial = place(devices, ET.Element("serial", type="pty"), _DEVICE_ORDER)
     ET.SubElement(serial, "target", port="0")
-    console = _insert(devices, ET.Element("console", type="pty"), _DEVICE_ORDER)
+    console = place(devices, ET.Element("console", type="pty"), _DEVICE_ORDER)
     ET.SubElement(console, "target", type="serial", port="0")
     return serial
 
@@ -437,13 +404,13 @@ def _write_serial_log(root, spec, _current):
     if spec.serial_log:
         _child(chardev, "log", _CHARDEV_ORDER, append="off").set("file", spec.serial_log)
     else:
-        _remove_all(chardev, "log")
+        remove_all(chardev, "log")
 
 
 def _write_recorded_addresses(root, spec, _current):
     metadata = root.find("metadata")
     if metadata is not None:
-        _remove_all(metadata, "{%s}guest" % METADATA_NS)
+        remove_all(metadata, "{%s}guest" % METADATA_NS)
     ours = metadata_element(spec)
     if ours is not None:
         metadata = metadata if metadata is not None else _child(root, "metadata", _DOMAIN_ORDER)
@@ -476,21 +443,13 @@ def _apply(root, current, spec):
             write(root, spec, current)
 
 
-def pretty_xml(root):
-    """``root`` written indented, the same way for the defined and the edited document, so that a diff of the
-    two shows the changed lines only."""
-    root = copy.deepcopy(root)
-    ET.indent(root, space="  ")
-    return ET.tostring(root, encoding="unicode") + "\n"
-
-
 def edited_xml(defined_xml, spec):
     """``defined_xml`` (the guest's inactive XML) with the parts ``spec`` models changed to ``spec``'s values and
-    nothing else: returns (the defined document, the edited document), both as pretty_xml() writes them."""
-    root = parse(defined_xml)
-    before = pretty_xml(root)
+    nothing else: returns (the defined document, the edited document), both as pretty() writes them."""
+    root = parse(defined_xml, "guest definition")
+    before = pretty(root)
     _apply(root, spec_from_xml(defined_xml), spec)
-    return before, pretty_xml(root)
+    return before, pretty(root)
 
 
 def render_xml(spec):
@@ -505,4 +464,4 @@ def render_xml(spec):
     _child(root, "on_crash", _DOMAIN_ORDER).text = "destroy"
     _add_console(_devices(root), spec)
     _apply(root, None, spec)
-    return pretty_xml(root)
+    return pretty(root)

@@ -23,7 +23,12 @@ class InvalidOption(VirtError):
 
 
 class ConnectionFailed(VirtError):
-    """The libvirt daemon behind a URI cannot be reached."""
+    """The libvirt daemon behind a URI cannot be reached. ``error`` is libvirt's libvirtError (its code, domain and
+    errno tell why), None when the daemon did not answer in time."""
+
+    def __init__(self, msg, error=None, **details):
+        super().__init__(msg, **details)
+        self.error = error
 
 
 class NotFound(VirtError):

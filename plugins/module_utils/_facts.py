@@ -7,9 +7,9 @@ from __future__ import annotations
 import ipaddress
 import xml.etree.ElementTree as ET
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink, _placement
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink, _placement, _validate
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import metadata_addresses
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, NotFound, VirtError
 
 # Where guest addresses can come from; the order given by the caller is the order of preference.
 ADDRESS_SOURCES = ("metadata", "lease", "arp", "agent")
@@ -96,13 +96,7 @@ def _is_local(domain):
         uri = domain.connect().getURI()
     except _libvirt.libvirt.libvirtError:
         return False
-    return _is_local_uri(uri)
-
-
-def _is_local_uri(uri):
-    """Whether ``uri`` reaches a daemon on this host (no host part, or localhost)."""
-    authority = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
-    return authority in ("", "localhost")
+    return _validate.is_local_uri(uri)
 
 
 def _collect_addresses(domain, root, nics, sources, live):
@@ -156,6 +150,17 @@ def _guest_cpu(root, virt_type, host_cpu_model):
             "host_cpu_model": host_cpu_model if _placement.sees_host_cpu(mode, virt_type) else None}
 
 
+def _guest_call(what, func):
+    """Call a libvirt method of a guest like _libvirt.call, but NotFound when the guest is gone (undefined, or
+    migrated away, since it was listed): libvirt then raises VIR_ERR_NO_DOMAIN for any call on it."""
+    try:
+        return func()
+    except _libvirt.libvirt.libvirtError as error:
+        if _libvirt.is_error(error, "VIR_ERR_NO_DOMAIN"):
+            raise NotFound("guest disappeared while being read: %s" % _libvirt.error_message(error)) from None
+        raise VirtError("%s: %s" % (what, _libvirt.error_message(error))) from None
+
+
 def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, host_cpu_model=None):
     """A guest as plain data: identity, state, size, platform (arch, machine, CPU), NICs with their addresses.
 
@@ -171,7 +176,7 @@ def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, h
         raise VirtError("reading definition of guest '%s': %s" % (domain.name(), _libvirt.error_message(error))) from None
     root = ET.fromstring(xml)
     name = _text(root, "name")
-    state = _libvirt.domain_state(domain)
+    state = _libvirt.DOMAIN_STATES.get(_guest_call("reading state of guest '%s'" % name, domain.state)[0], "unknown")
     vcpu = root.find("vcpu")
     nics = [_nic(interface) for interface in root.findall("devices/interface")]
     _collect_addresses(domain, root, nics, sources, state not in _INACTIVE_STATES)
@@ -188,8 +193,8 @@ def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, h
         "arch": _attr(root, "os/type", "arch"),
         "machine": _attr(root, "os/type", "machine"),
         "cpu": _guest_cpu(root, root.get("type"), host_cpu_model),
-        "autostart": bool(_libvirt.call("reading autostart of guest '%s'" % name, domain.autostart)),
-        "persistent": bool(_libvirt.call("reading persistence of guest '%s'" % name, domain.isPersistent)),
+        "autostart": bool(_guest_call("reading autostart of guest '%s'" % name, domain.autostart)),
+        "persistent": bool(_guest_call("reading persistence of guest '%s'" % name, domain.isPersistent)),
         "nics": nics,
         "addresses": list(dict.fromkeys(address.split("/")[0] for nic in nics for address in nic["addresses"])),
         "job": _running_job(domain) if state not in _INACTIVE_STATES else None,
@@ -313,7 +318,7 @@ def host_bridges(conn, uri):
     the hypervisor's guests are plugged (not from /sys, which shows the namespace that mounted it, nor from
     libvirt's interface driver, which reads /sys through udev). For a remote daemon libvirt's interface driver
     tells them."""
-    if _is_local_uri(uri) and _netlink.PYROUTE2_IMPORT_ERROR is None:
+    if _validate.is_local_uri(uri) and _netlink.PYROUTE2_IMPORT_ERROR is None:
         try:
             with _netlink.open_ipr() as ipr:
                 return _netlink.bridge_names(ipr)
@@ -353,3 +358,21 @@ def describe_host(conn):
         "inactive_networks": inactive_networks,
         "bridges": host_bridges(conn, uri),
     }
+
+
+def gather(module):
+    """The guest_info module's run: the host, and its guests (all, or the one named) in the states asked for."""
+    params = module.params
+    sources = params["address_sources"]
+    with _libvirt.connection(params["uri"], params["connect_timeout"]) as conn:
+        host = describe_host(conn)
+        if params["name"] is None:
+            guests = describe_guests(conn, sources, params["include_xml"], host_cpu_model=host["cpu_model"])
+        else:
+            domain = _libvirt.lookup_domain(conn, params["name"])
+            if domain is None:
+                raise InvalidOption("name", "no guest named '%s' on %s" % (params["name"], params["uri"]))
+            guests = [describe_guest(domain, sources, params["include_xml"], host["cpu_model"])]
+    if params["state"]:
+        guests = [guest for guest in guests if guest["state"] in params["state"]]
+    return {"guests": guests, "host": host}

@@ -18,11 +18,11 @@ Everything here is pure except ``Iptables``, which runs iptables through a ``run
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import shlex
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from ansible_collections.arctictern.virt.plugins.module_utils import _validate
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 
 OPTION = "port_forwards"
@@ -59,16 +59,6 @@ def _port(value, what):
     return port
 
 
-def _ipv4(value, what):
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        raise InvalidOption(OPTION, "%s %r is not an IPv4 address" % (what, value)) from None
-    if address.version != 4:
-        raise InvalidOption(OPTION, "%s %r is not an IPv4 address" % (what, value))
-    return address
-
-
 def forwards_from_options(value, interface):
     """Validated forwards from the ``port_forwards`` option, sorted; ``interface`` is the network's host address
     as an ``ipaddress.IPv4Interface`` (guests must be inside its subnet)."""
@@ -82,7 +72,7 @@ def forwards_from_options(value, interface):
             raise InvalidOption(OPTION, "%s: proto must be one of %s, not %r" % (where, ", ".join(PROTOCOLS), proto))
         host_port = _port(item.get("host_port"), "%s: host_port" % where)
         guest_port = host_port if item.get("guest_port") is None else _port(item["guest_port"], "%s: guest_port" % where)
-        guest_ip = _ipv4(item.get("guest_ip"), "%s: guest_ip" % where)
+        guest_ip = _validate.ip_address(OPTION, item.get("guest_ip"), version=4, what="%s: guest_ip" % where)
         network = interface.network
         if guest_ip not in network or guest_ip in (network.network_address, network.broadcast_address):
             raise InvalidOption(OPTION, "%s: guest_ip %s is not a guest address of the network's subnet %s" % (where, guest_ip, network))
@@ -90,7 +80,7 @@ def forwards_from_options(value, interface):
             raise InvalidOption(OPTION, "%s: guest_ip %s is the host's own address on the network" % (where, guest_ip))
         host_address = item.get("host_address")
         if host_address is not None:
-            host_address = str(_ipv4(host_address, "%s: host_address" % where))
+            host_address = str(_validate.ip_address(OPTION, host_address, version=4, what="%s: host_address" % where))
         forward = Forward(proto, host_port, str(guest_ip), guest_port, host_address)
         for other in forwards:
             # The same port on all addresses and on one of them would be ambiguous: the first rule would win.

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import ADDRESSES_CHANGE
-from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import parse, pretty_xml, spec_from_xml
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import spec_from_xml
+from ansible_collections.arctictern.virt.plugins.module_utils._xml import pretty
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import (
     call, connection, domain_state, lookup_domain, lookup_network,
@@ -111,7 +112,7 @@ def _remove(module, domain, name, result):
     result["changed"] = True
     persistent = bool(call("reading guest '%s'" % name, domain.isPersistent))
     if module._diff and persistent:
-        result["diff"] = dict(before=pretty_xml(parse(domains.inactive_xml(domain))), after="",
+        result["diff"] = dict(before=pretty(domains.inactive_xml(domain), "guest definition"), after="",
                               before_header="guest %s (defined)" % name, after_header="guest %s (removed)" % name)
     if not module.check_mode:
         domains.destroy(domain)

@@ -55,7 +55,7 @@ def connect(uri, timeout=10.0):
         raise ConnectionFailed("uri: no answer from libvirt at '%s' within %ss" % (uri, timeout), uri=uri)
     if "error" in outcome or outcome.get("conn") is None:
         reason = error_message(outcome["error"]) if "error" in outcome else "no connection"
-        raise ConnectionFailed("uri: cannot connect to libvirt at '%s': %s" % (uri, reason), uri=uri)
+        raise ConnectionFailed("uri: cannot connect to libvirt at '%s': %s" % (uri, reason), error=outcome.get("error"), uri=uri)
     return outcome["conn"]
 
 

@@ -2,22 +2,29 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Live migration of a running guest, peer to peer, from the host it runs on to another libvirt host.
 
-``migrate(params, check_mode)`` does the whole task: option checks, both ends looked at, the migration run by
-a ``Migration`` (a worker thread in libvirt's migrateToURI3 while this thread watches the job: progress samples,
-maximum downtime, the switch to post-copy, the timeout action) and, on failure, a message saying what happened
-to the guest and why, from libvirt's error and a fresh look at the destination.
+``MigrationOptions`` holds the module's options with their defaults (the module's ``ARGUMENT_SPEC`` is made from
+it). ``migrate(options, check_mode)`` does the whole task: both ends looked at, the migration run by a
+``Migration`` (a worker thread in libvirt's migrateToURI3 while this thread watches the job: progress samples,
+maximum downtime, the switch to post-copy, the timeout action) and, on failure, a message saying what happened to
+the guest and why, from libvirt's error code, error domain and errno, the guest's state and a fresh look at the
+destination.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import threading
 import time
+import typing
 import xml.etree.ElementTree as ET
+from typing import Optional
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
 
 MODES = ("precopy", "postcopy", "auto")
 COMPRESSIONS = ("none", "xbzrle")
@@ -38,14 +45,6 @@ POSITIVE_OPTIONS = ("bandwidth", "postcopy_bandwidth", "max_downtime", "timeout"
 # Where a failed migration leaves things; returned as ``cause`` with the failure.
 CAUSES = ("destination_unreachable", "destination_died", "link_cut", "timeout", "postcopy_failed", "failed")
 
-# Words of the errno messages that tell, when connecting to the destination fails, whether nothing listens there
-# (the daemon is gone) or the host cannot be reached at all (the link is down).
-_DOWN_WORDS = ("connection refused", "no such file or directory", "connection reset")
-# libvirt's words when the source daemon cannot open its connection to the destination daemon at all.
-_CONNECT_WORDS = ("unable to connect", "failed to connect", "cannot connect", "no route to host", "network is unreachable",
-                  "name or service not known", "connection refused")
-_UNREACHABLE_WORDS = ("no route to host", "network is unreachable", "timed out", "no answer from libvirt", "host is down")
-
 
 def _const(name, default=None):
     return getattr(libvirt, name, default)
@@ -55,76 +54,163 @@ def _const(name, default=None):
 # Options
 
 
-def uses_postcopy(params):
-    """Whether the job may switch to post-copy: then QEMU must have post-copy enabled from the start."""
-    return params["mode"] in ("postcopy", "auto") or (params.get("timeout") is not None and params["timeout_action"] == "postcopy")
+def _option(default=None, choices=None, required=False):
+    """A field of MigrationOptions: its default, and what the argument spec adds to the field's type."""
+    # Called only in the class body below, where pylint cannot see it.
+    return dataclasses.field(default=default, metadata={"choices": choices, "required": required})  # pylint: disable=invalid-field-call
 
 
-def validate(params):
-    """Check what needs no connection; raise InvalidOption naming the first bad option."""
-    for option in ("name", "dest_uri"):
-        if not (params.get(option) or "").strip():
-            raise InvalidOption(option, "must not be empty")
-    for option, choices in (("mode", MODES), ("compression", COMPRESSIONS), ("copy_storage", COPY_STORAGE),
-                            ("timeout_action", TIMEOUT_ACTIONS)):
-        if params[option] not in choices:
-            raise InvalidOption(option, "must be one of %s, got '%s'" % (", ".join(choices), params[option]))
-    for option in POSITIVE_OPTIONS:
-        value = params.get(option)
-        if value is not None and value <= 0:
-            raise InvalidOption(option, "must be greater than 0, got %s" % value)
-    for option in ("auto_converge_initial", "auto_converge_increment"):
-        value = params.get(option)
-        if value is None:
+@dataclasses.dataclass(frozen=True)
+class MigrationOptions:  # pylint: disable=too-many-instance-attributes
+    """The options of arctictern.virt.migrate with their defaults and choices, in one place: the module's argument
+    spec is made from these fields (``ARGUMENT_SPEC``), the playbooks' migrate_*/evacuate_* variables are checked
+    against them, and tests and benchmarks build their options with it.
+
+    An instance is valid: what needs no connection is checked when it is made, and InvalidOption names the first
+    bad option. ``uri`` and ``connect_timeout`` are the module base's common options (documented once)."""
+
+    name: str = _option(required=True)
+    dest_uri: str = _option(required=True)
+    migrate_uri: Optional[str] = _option()
+    mode: str = _option("precopy", MODES)
+    postcopy_after: float = _option(10.0)
+    postcopy_after_iterations: Optional[int] = _option()
+    auto_converge: bool = _option(False)
+    auto_converge_initial: Optional[int] = _option()
+    auto_converge_increment: Optional[int] = _option()
+    bandwidth: Optional[int] = _option()
+    postcopy_bandwidth: Optional[int] = _option()
+    max_downtime: Optional[int] = _option()
+    compression: str = _option("none", COMPRESSIONS)
+    parallel_connections: Optional[int] = _option()
+    tls: bool = _option(False)
+    persist_dest: bool = _option(True)
+    undefine_source: bool = _option(True)
+    copy_storage: str = _option("none", COPY_STORAGE)
+    timeout: Optional[float] = _option()
+    timeout_action: str = _option("abort", TIMEOUT_ACTIONS)
+    uri: str = _option(LIBVIRT_ARGUMENT_SPEC["uri"]["default"])
+    connect_timeout: float = _option(LIBVIRT_ARGUMENT_SPEC["connect_timeout"]["default"])
+
+    @classmethod
+    def from_params(cls, params):
+        """The options from a module's params (an option missing there takes its default)."""
+        return cls(**{field.name: params[field.name] for field in dataclasses.fields(cls) if field.name in params})
+
+    def module_args(self):
+        """The options as a task writes them: the required ones and those that differ from their defaults."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.metadata["required"] or getattr(self, field.name) != field.default}
+
+    @property
+    def uses_postcopy(self):
+        """Whether the job may switch to post-copy: then QEMU must have post-copy enabled from the start."""
+        return self.mode in ("postcopy", "auto") or (self.timeout is not None and self.timeout_action == "postcopy")
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _check_value(field, getattr(self, field.name))
+        self._check_combinations()
+
+    def _check_combinations(self):
+        """The rules between options; InvalidOption names the option that breaks one."""
+        for option in ("auto_converge_initial", "auto_converge_increment"):
+            value = getattr(self, option)
+            if value is None:
+                continue
+            if not self.auto_converge:
+                raise InvalidOption(option, "only applies with auto_converge=true")
+            if not 0 <= value <= 100:
+                raise InvalidOption(option, "must be a percentage from 0 to 100, got %s" % value)
+        if self.parallel_connections is not None:
+            if self.uses_postcopy:
+                raise InvalidOption("parallel_connections", "cannot be combined with post-copy (mode=%s, timeout_action=%s): QEMU does not run "
+                                    "parallel (multifd) migration and post-copy together" % (self.mode, self.timeout_action))
+            if self.compression != "none":
+                raise InvalidOption("parallel_connections", "cannot be combined with compression=%s" % self.compression)
+        if self.postcopy_bandwidth is not None and not self.uses_postcopy:
+            raise InvalidOption("postcopy_bandwidth", "only applies when the job can switch to post-copy (mode=postcopy or auto, "
+                                "or timeout_action=postcopy with a timeout)")
+        if self.migrate_uri is not None and "://" not in self.migrate_uri:
+            raise InvalidOption("migrate_uri", "must be a URI such as tcp://198.18.1.2, got '%s'" % self.migrate_uri)
+        if self.dest_uri == self.uri:
+            raise InvalidOption("dest_uri", "is the same URI as uri ('%s'): the guest would not move" % self.uri)
+
+
+# The Ansible type of each Python type a MigrationOptions field has (alone or in Optional[...]).
+_ANSIBLE_TYPES = {str: "str", int: "int", float: "float", bool: "bool"}
+_FIELD_TYPES = {name: next(arg for arg in typing.get_args(hint) or (hint,) if arg is not type(None))
+                for name, hint in typing.get_type_hints(MigrationOptions).items()}
+
+
+def _check_value(field, value):
+    """A field's value against its type, choices and the rules of single options."""
+    option = field.name
+    if field.metadata["required"] and (value is None or not str(value).strip()):
+        raise InvalidOption(option, "must not be empty")
+    if value is None:
+        return
+    expected = _FIELD_TYPES[option]
+    # An int is a fine float; a bool is an int to Python but not to Ansible.
+    accepted = (int, float) if expected is float else expected
+    if not isinstance(value, accepted) or isinstance(value, bool) != (expected is bool):
+        raise InvalidOption(option, "must be of type %s, got %r" % (_ANSIBLE_TYPES[expected], value))
+    choices = field.metadata["choices"]
+    if choices and value not in choices:
+        raise InvalidOption(option, "must be one of %s, got '%s'" % (", ".join(choices), value))
+    if option in POSITIVE_OPTIONS and value <= 0:
+        raise InvalidOption(option, "must be greater than 0, got %s" % value)
+
+
+def _argument_spec():
+    """The module's argument spec from MigrationOptions, without the common options the module base adds."""
+    spec = {}
+    for field in dataclasses.fields(MigrationOptions):
+        if field.name in LIBVIRT_ARGUMENT_SPEC:
             continue
-        if not params["auto_converge"]:
-            raise InvalidOption(option, "only applies with auto_converge=true")
-        if not 0 <= value <= 100:
-            raise InvalidOption(option, "must be a percentage from 0 to 100, got %s" % value)
-    if params.get("parallel_connections") is not None:
-        if uses_postcopy(params):
-            raise InvalidOption("parallel_connections", "cannot be combined with post-copy (mode=%s, timeout_action=%s): QEMU does not run "
-                                "parallel (multifd) migration and post-copy together" % (params["mode"], params["timeout_action"]))
-        if params["compression"] != "none":
-            raise InvalidOption("parallel_connections", "cannot be combined with compression=%s" % params["compression"])
-    if params.get("postcopy_bandwidth") is not None and not uses_postcopy(params):
-        raise InvalidOption("postcopy_bandwidth", "only applies when the job can switch to post-copy (mode=postcopy or auto, "
-                            "or timeout_action=postcopy with a timeout)")
-    if params.get("migrate_uri") is not None and "://" not in params["migrate_uri"]:
-        raise InvalidOption("migrate_uri", "must be a URI such as tcp://198.18.1.2, got '%s'" % params["migrate_uri"])
-    if params["dest_uri"] == params["uri"]:
-        raise InvalidOption("dest_uri", "is the same URI as uri ('%s'): the guest would not move" % params["uri"])
+        option = {"type": _ANSIBLE_TYPES[_FIELD_TYPES[field.name]]}
+        if field.metadata["required"]:
+            option["required"] = True
+        elif field.default is not None:
+            option["default"] = field.default
+        if field.metadata["choices"]:
+            option["choices"] = list(field.metadata["choices"])
+        spec[field.name] = option
+    return spec
 
 
-def _chosen_flags(params):
+ARGUMENT_SPEC = _argument_spec()
+
+
+def _chosen_flags(options):
     """(name, flag) of every VIR_MIGRATE_* flag the options ask for: always live and peer to peer."""
     table = (
         ("live", True, libvirt.VIR_MIGRATE_LIVE),
         ("peer2peer", True, libvirt.VIR_MIGRATE_PEER2PEER),
-        ("persist_dest", params["persist_dest"], libvirt.VIR_MIGRATE_PERSIST_DEST),
-        ("undefine_source", params["undefine_source"], libvirt.VIR_MIGRATE_UNDEFINE_SOURCE),
-        ("postcopy", uses_postcopy(params), libvirt.VIR_MIGRATE_POSTCOPY),
-        ("auto_converge", params["auto_converge"], libvirt.VIR_MIGRATE_AUTO_CONVERGE),
-        ("compressed", params["compression"] != "none", libvirt.VIR_MIGRATE_COMPRESSED),
-        ("parallel", params.get("parallel_connections") is not None, libvirt.VIR_MIGRATE_PARALLEL),
-        ("tls", params["tls"], libvirt.VIR_MIGRATE_TLS),
-        ("non_shared_disk", params["copy_storage"] == "all", libvirt.VIR_MIGRATE_NON_SHARED_DISK),
-        ("non_shared_inc", params["copy_storage"] == "inc", libvirt.VIR_MIGRATE_NON_SHARED_INC),
+        ("persist_dest", options.persist_dest, libvirt.VIR_MIGRATE_PERSIST_DEST),
+        ("undefine_source", options.undefine_source, libvirt.VIR_MIGRATE_UNDEFINE_SOURCE),
+        ("postcopy", options.uses_postcopy, libvirt.VIR_MIGRATE_POSTCOPY),
+        ("auto_converge", options.auto_converge, libvirt.VIR_MIGRATE_AUTO_CONVERGE),
+        ("compressed", options.compression != "none", libvirt.VIR_MIGRATE_COMPRESSED),
+        ("parallel", options.parallel_connections is not None, libvirt.VIR_MIGRATE_PARALLEL),
+        ("tls", options.tls, libvirt.VIR_MIGRATE_TLS),
+        ("non_shared_disk", options.copy_storage == "all", libvirt.VIR_MIGRATE_NON_SHARED_DISK),
+        ("non_shared_inc", options.copy_storage == "inc", libvirt.VIR_MIGRATE_NON_SHARED_INC),
     )
     return [(name, flag) for name, wanted, flag in table if wanted]
 
 
-def migration_flags(params):
+def migration_flags(options):
     """The virDomainMigrateFlags for the options."""
     flags = 0
-    for _name, flag in _chosen_flags(params):
+    for _name, flag in _chosen_flags(options):
         flags |= flag
     return flags
 
 
-def flag_names(params):
+def flag_names(options):
     """The names of the flags ``migration_flags`` sets, lower case without VIR_MIGRATE_ (shown in the plan)."""
-    return [name for name, _flag in _chosen_flags(params)]
+    return [name for name, _flag in _chosen_flags(options)]
 
 
 def _param(constant, option):
@@ -135,17 +221,17 @@ def _param(constant, option):
     return name
 
 
-def migration_params(params):
+def migration_params(options):
     """The typed parameters for migrateToURI3."""
     typed = {}
     wanted = (
-        ("migrate_uri", "VIR_MIGRATE_PARAM_URI", params.get("migrate_uri")),
-        ("bandwidth", "VIR_MIGRATE_PARAM_BANDWIDTH", params.get("bandwidth")),
-        ("postcopy_bandwidth", "VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY", params.get("postcopy_bandwidth")),
-        ("compression", "VIR_MIGRATE_PARAM_COMPRESSION", None if params["compression"] == "none" else params["compression"]),
-        ("parallel_connections", "VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS", params.get("parallel_connections")),
-        ("auto_converge_initial", "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL", params.get("auto_converge_initial")),
-        ("auto_converge_increment", "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT", params.get("auto_converge_increment")),
+        ("migrate_uri", "VIR_MIGRATE_PARAM_URI", options.migrate_uri),
+        ("bandwidth", "VIR_MIGRATE_PARAM_BANDWIDTH", options.bandwidth),
+        ("postcopy_bandwidth", "VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY", options.postcopy_bandwidth),
+        ("compression", "VIR_MIGRATE_PARAM_COMPRESSION", None if options.compression == "none" else options.compression),
+        ("parallel_connections", "VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS", options.parallel_connections),
+        ("auto_converge_initial", "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL", options.auto_converge_initial),
+        ("auto_converge_increment", "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT", options.auto_converge_increment),
     )
     for option, constant, value in wanted:
         if value is not None:
@@ -260,12 +346,11 @@ class Migration:  # pylint: disable=too-many-instance-attributes
     decides whether a failed job can roll back. ``on_lifecycle``/``on_job_completed`` take libvirt's events.
     """
 
-    def __init__(self, domain, dest_uri, params, clock=None, poll_interval=None):
+    def __init__(self, domain, options, clock=None, poll_interval=None):
         self.domain = domain
-        self.dest_uri = dest_uri
-        self.settings = params
-        self.flags = migration_flags(params)
-        self.params = migration_params(params)
+        self.options = options
+        self.flags = migration_flags(options)
+        self.typed_params = migration_params(options)
         self.clock = clock or CLOCK
         self.poll_interval = poll_interval or POLL_INTERVAL
         self.progress = []
@@ -316,7 +401,7 @@ class Migration:  # pylint: disable=too-many-instance-attributes
     def _migrate(self):
         started = time.monotonic()
         try:
-            self.domain.migrateToURI3(self.dest_uri, self.params, self.flags)
+            self.domain.migrateToURI3(self.options.dest_uri, self.typed_params, self.flags)
         except libvirt.libvirtError as error:
             self.error = error
         finally:
@@ -376,7 +461,7 @@ class Migration:  # pylint: disable=too-many-instance-attributes
             self.progress = self.progress[::2]
 
     def _tune(self):
-        max_downtime = self.settings.get("max_downtime")
+        max_downtime = self.options.max_downtime
         if max_downtime and not self._downtime_set and self._try("max_downtime", self.domain.migrateSetMaxDowntime, max_downtime, 0):
             self._downtime_set = True
             self._event("max_downtime", ms=max_downtime)
@@ -398,14 +483,14 @@ class Migration:  # pylint: disable=too-many-instance-attributes
     def _want_postcopy(self, stats):
         if self.postcopy_requested or not self.job_active:
             return False
-        mode = self.settings["mode"]
-        if mode == "postcopy" or (self.timed_out and self.settings["timeout_action"] == "postcopy"):
+        mode = self.options.mode
+        if mode == "postcopy" or (self.timed_out and self.options.timeout_action == "postcopy"):
             # As early as QEMU takes it: it refuses the switch until its migration has started, so retry each poll.
             return True
         if mode != "auto" or not self.transferring:
             return False
-        iterations = self.settings.get("postcopy_after_iterations")
-        return self.elapsed() >= self.settings["postcopy_after"] or (
+        iterations = self.options.postcopy_after_iterations
+        return self.elapsed() >= self.options.postcopy_after or (
             iterations is not None and stats.get("memory_iteration", 0) > iterations)
 
     def _request_postcopy(self):
@@ -415,11 +500,11 @@ class Migration:  # pylint: disable=too-many-instance-attributes
             self._event("postcopy_requested", iteration=self.last_stats.get("memory_iteration"))
 
     def _check_timeout(self):
-        timeout = self.settings.get("timeout")
+        timeout = self.options.timeout
         if timeout is None or self.timed_out or self.elapsed() < timeout:
             return
         self.timed_out = True
-        action = self.settings["timeout_action"]
+        action = self.options.timeout_action
         self._event("timeout", action=action)
         if action == "abort":
             if self.postcopy_started:
@@ -494,6 +579,29 @@ def deregister_events(conn, ids):
 # Failures
 
 
+# Failures are told apart by libvirt's error code, error domain and errno, by what the monitor saw of the job, by
+# the guest's state and by how the destination answers a fresh connection; never by the words of a message,
+# which libvirt and the C library translate into the locale of the daemon that raised it.
+
+# The errno of a connect() that failed, which libvirt's RPC layer keeps in a VIR_ERR_SYSTEM_ERROR (int1): the host
+# answered but no daemon listens (TCP port or unix socket), or the host does not answer at all.
+_REFUSED_ERRNOS = (errno.ECONNREFUSED, errno.ENOENT)
+_UNREACHABLE_ERRNOS = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EHOSTDOWN)
+
+
+def _socket_errno(error):
+    """The errno of a libvirtError raised by a socket call of libvirt's RPC layer, else None."""
+    if error.get_error_code() == libvirt.VIR_ERR_SYSTEM_ERROR and error.get_error_domain() == libvirt.VIR_FROM_RPC:
+        return error.get_int1()
+    return None
+
+
+def _connect_failed(error):
+    """Whether ``error`` says that no connection to the daemon could be opened at all: a refused or unroutable
+    connect(), or no libvirt driver for the URI."""
+    return error.get_error_code() == libvirt.VIR_ERR_NO_CONNECT or _socket_errno(error) in _REFUSED_ERRNOS + _UNREACHABLE_ERRNOS
+
+
 def probe(uri, timeout):
     """How the daemon at ``uri`` answers now: ('ok' | 'down' | 'unreachable' | 'error', libvirt's message).
 
@@ -501,17 +609,21 @@ def probe(uri, timeout):
     try:
         conn = _libvirt.connect(uri, timeout)
     except ConnectionFailed as error:
-        return probe_kind(error.msg), _connect_reason(error)
+        return probe_kind(error.error), _connect_reason(error)
     with contextlib.suppress(Exception):
         conn.close()
     return "ok", ""
 
 
-def probe_kind(message):
-    text = message.lower()
-    if any(word in text for word in _DOWN_WORDS):
+def probe_kind(error):
+    """'down', 'unreachable' or 'error' for the libvirtError of a failed connection; None: no answer in time."""
+    if error is None:
+        return "unreachable"
+    number = _socket_errno(error)
+    # A reset of a connection just opened: the daemon, or the ssh helper in front of it, closed it at once.
+    if number in _REFUSED_ERRNOS + (errno.ECONNRESET,):
         return "down"
-    if any(word in text for word in _UNREACHABLE_WORDS):
+    if number in _UNREACHABLE_ERRNOS:
         return "unreachable"
     return "error"
 
@@ -521,21 +633,36 @@ def _connect_reason(error):
     return error.msg.split(": ", 1)[1] if error.msg.startswith("uri: ") else error.msg
 
 
-def classify(migration, reason, probed):
-    """(cause, message) for a failed migration, from libvirt's ``reason``, what the monitor saw and ``probed``,
-    the destination's answer to a fresh connection after the failure (see ``probe``)."""
+def source_state(conn, uuid):
+    """(state, reason) of the guest on the source, None when it cannot be read."""
+    try:
+        return tuple(conn.lookupByUUIDString(uuid).state())
+    except libvirt.libvirtError:
+        return None
+
+
+def classify(migration, state, probed):
+    """(cause, message) for the failed ``migration`` (its ``error``, what the monitor saw), from the guest's
+    ``state`` on the source afterwards (see ``source_state``) and ``probed``, the destination's answer to a fresh
+    connection after the failure (see ``probe``)."""
     kind, probe_message = probed
-    dest = migration.dest_uri
-    if migration.postcopy_started:
+    error = migration.error
+    reason = _libvirt.error_message(error)
+    dest = migration.options.dest_uri
+    # The monitor may have missed the switch; libvirt leaves a guest whose post-copy failed paused for it.
+    paused_in_postcopy = state is not None and state[0] == libvirt.VIR_DOMAIN_PAUSED and state[1] in (
+        _const("VIR_DOMAIN_PAUSED_POSTCOPY", 12), _const("VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", 13))
+    if migration.postcopy_started or paused_in_postcopy:
         return "postcopy_failed", (
             "post-copy had already started, so the guest cannot roll back to the source: its memory is split between "
             "source and destination. It stays paused until the migration is resumed (libvirt's post-copy recovery, "
             "VIR_MIGRATE_POSTCOPY_RESUME) once %s is reachable again, or it is lost if that host is gone. libvirt: %s." % (dest, reason))
-    if migration.aborted:
-        return "timeout", "timeout: the migration did not finish within %g s and was aborted (timeout_action=abort)." % migration.settings["timeout"]
-    if not migration.transferring and any(word in reason.lower() for word in _CONNECT_WORDS):
+    if migration.aborted and error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+        return "timeout", "timeout: the migration did not finish within %g s and was aborted (timeout_action=abort)." % migration.options.timeout
+    # Before any page moved, the source daemon's own connection to the destination may have failed to open.
+    if not migration.transferring and _connect_failed(error):
         return "destination_unreachable", "destination unreachable: the source daemon could not reach %s (dest_uri): %s." % (dest, reason)
-    # Otherwise the daemons had been talking (the error is not one of connecting), so the destination went away since.
+    # Otherwise the daemons had been talking, so the destination went away since: gone, or out of reach.
     if kind == "down":
         return "destination_died", ("the destination daemon died mid-migration: %s no longer accepts connections (%s); libvirt: %s."
                                     % (dest, probe_message, reason))
@@ -591,54 +718,55 @@ def _completed_stats(conn, uuid):
         return {}
 
 
-def migrate(params, check_mode=False):
-    """Migrate the guest ``params['name']`` from ``uri`` to ``dest_uri``; the module's result (without diff).
+def migrate(options, check_mode=False):
+    """Migrate the guest ``options.name`` from ``uri`` to ``dest_uri`` (a MigrationOptions); the module's result
+    (without diff).
 
-    Raises InvalidOption for bad input (before anything moves) and VirtError with ``cause`` when the migration
-    fails; the message then says where the guest is."""
-    validate(params)
-    typed = migration_params(params)
-    with _libvirt.connection(params["uri"], params["connect_timeout"]) as src_conn:
-        dest_conn = _connect_destination(params["dest_uri"], params["connect_timeout"], src_conn, params["name"])
+    Raises InvalidOption for what only the hosts tell (before anything moves) and VirtError with ``cause`` when
+    the migration fails; the message then says where the guest is."""
+    name = options.name
+    typed = migration_params(options)
+    with _libvirt.connection(options.uri, options.connect_timeout) as src_conn:
+        dest_conn = _connect_destination(options.dest_uri, options.connect_timeout, src_conn, name)
         try:
-            source = host_identity(src_conn, params["uri"])
-            destination = host_identity(dest_conn, params["dest_uri"])
+            source = host_identity(src_conn, options.uri)
+            destination = host_identity(dest_conn, options.dest_uri)
             if same_host(source, destination):
                 raise InvalidOption("dest_uri", "'%s' reaches the same host as uri (%s, host UUID %s); name another host"
-                                    % (params["dest_uri"], source["hostname"], source["uuid"]))
-            action, domain = locate(params["name"], src_conn, dest_conn, source, destination)
-            result = {"name": params["name"], "uuid": domain.UUIDString(), "source": source, "destination": destination,
-                      "plan": {"flags": flag_names(params), "parameters": typed}}
+                                    % (options.dest_uri, source["hostname"], source["uuid"]))
+            action, domain = locate(name, src_conn, dest_conn, source, destination)
+            result = {"name": name, "uuid": domain.UUIDString(), "source": source, "destination": destination,
+                      "plan": {"flags": flag_names(options), "parameters": typed}}
             if action == "done":
                 result.update(changed=False, state=_libvirt.domain_state(domain),
-                              msg="guest '%s' already runs on %s" % (params["name"], destination["hostname"]))
+                              msg="guest '%s' already runs on %s" % (name, destination["hostname"]))
                 return result
             result["changed"] = True
             if check_mode:
                 result.update(state=_libvirt.domain_state(domain), msg="guest '%s' would move from %s to %s" % (
-                    params["name"], source["hostname"], destination["hostname"]))
+                    name, source["hostname"], destination["hostname"]))
                 return result
-            was_persistent = bool(_libvirt.call("reading guest '%s'" % params["name"], domain.isPersistent))
-            migration = Migration(domain, params["dest_uri"], params)
-            _run_with_events(migration, params)
+            was_persistent = bool(_libvirt.call("reading guest '%s'" % name, domain.isPersistent))
+            migration = Migration(domain, options)
+            _run_with_events(migration, options)
             if migration.error is not None:
-                reason = _libvirt.error_message(migration.error)
-                cause, message = classify(migration, reason, probe(params["dest_uri"], params["connect_timeout"]))
+                cause, message = classify(migration, source_state(src_conn, result["uuid"]),
+                                          probe(options.dest_uri, options.connect_timeout))
                 state, where = source_outcome(src_conn, result["uuid"], source["hostname"], was_persistent, migration)
-                raise VirtError("%s %s" % (message, where), cause=cause, source_state=state, libvirt_error=reason,
-                                migration=migration.statistics())
+                raise VirtError("%s %s" % (message, where), cause=cause, source_state=state,
+                                libvirt_error=_libvirt.error_message(migration.error), migration=migration.statistics())
             result["migration"] = migration.statistics(None if migration.completed else _completed_stats(dest_conn, result["uuid"]))
             result["state"] = _destination_state(dest_conn, result["uuid"])
             result["msg"] = "guest '%s' moved from %s to %s in %s ms (%s)" % (
-                params["name"], source["hostname"], destination["hostname"], migration.wall_time_ms, result["migration"]["mode"])
+                name, source["hostname"], destination["hostname"], migration.wall_time_ms, result["migration"]["mode"])
             return result
         finally:
             close_soon(dest_conn)
 
 
-def _run_with_events(migration, params):
+def _run_with_events(migration, options):
     """Run the migration with the guest's events routed to it where the source delivers events."""
-    events_conn = event_connection(params["uri"], params["connect_timeout"])
+    events_conn = event_connection(options.uri, options.connect_timeout)
     if events_conn is None:
         migration.run()
         return

@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, arctictern.virt developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one netlink layer of the collection: namespaces, links, bridges, veth pairs, addresses, default routes.
+"""The netlink layer of the modules: links, bridges, addresses, default routes and neighbours, in this network
+namespace or a named one. What only the lab needs (creating namespaces, veth pairs, other routes) is lab/netlink.py.
 
 Everything goes through pyroute2, never through ``ip`` subprocesses. Functions take an open IPRoute (see
 ``open_ipr``) so that one socket serves a whole task and the same code works in any network namespace.
@@ -37,7 +38,6 @@ SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254}
 
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
-IFNAMSIZ = 16
 MAIN_TABLE = 254
 RTN_UNICAST = 1
 # The kernel keeps bridge timers in USER_HZ ticks (centiseconds), like `ip link ... forward_delay`.
@@ -89,22 +89,7 @@ def _family(family):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Names and namespaces
-
-
-def validate_ifname(name, option="name"):
-    """Raise InvalidOption unless ``name`` is a name the kernel accepts for an interface.
-
-    The kernel's rules (dev_valid_name): 1 to 15 bytes, not '.' or '..', no '/', ':' or whitespace.
-    """
-    if not isinstance(name, str) or not name:
-        raise InvalidOption(option, "an interface name must not be empty")
-    if len(name.encode("utf-8")) >= IFNAMSIZ:
-        raise InvalidOption(option, "interface name '%s' is longer than %d characters" % (name, IFNAMSIZ - 1))
-    if name in (".", ".."):
-        raise InvalidOption(option, "'%s' is not a valid interface name" % name)
-    if "/" in name or ":" in name or any(char.isspace() for char in name):
-        raise InvalidOption(option, "interface name %r must not contain '/', ':' or whitespace" % name)
+# Namespaces
 
 
 def _check_netns_name(name):
@@ -115,30 +100,6 @@ def _check_netns_name(name):
 def netns_names():
     """The names of the named network namespaces (those under /run/netns), sorted."""
     return sorted(pyroute2_netns.listnetns())
-
-
-def create_netns(name):
-    """Create the named network namespace; False when it already exists."""
-    _check_netns_name(name)
-    if name in netns_names():
-        return False
-    try:
-        pyroute2_netns.create(name)
-    except OSError as error:
-        raise _failure("creating network namespace '%s'" % name, error) from None
-    return True
-
-
-def remove_netns(name):
-    """Remove the named network namespace (and so every interface inside it); False when there is none."""
-    _check_netns_name(name)
-    if name not in netns_names():
-        return False
-    try:
-        pyroute2_netns.remove(name)
-    except OSError as error:
-        raise _failure("removing network namespace '%s'" % name, error) from None
-    return True
 
 
 @contextlib.contextmanager
@@ -180,11 +141,6 @@ def _link_msg(ipr, name=None, index=None):
 def _kind(msg):
     linkinfo = msg.get_attr("IFLA_LINKINFO")
     return linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None
-
-
-def link_exists(ipr, name):
-    """Whether this namespace has an interface called ``name``."""
-    return _link_msg(ipr, name) is not None
 
 
 def link_index(ipr, name):
@@ -263,25 +219,6 @@ def remove_link(ipr, name):
     if msg is None:
         return False
     return _change("removing interface '%s'" % name, ipr.link, "del", index=msg["index"], ignore=(errno.ENODEV,))
-
-
-def create_veth_pair(ipr, name, peer, peer_netns=None):
-    """Create veth ``name`` with its ``peer``, the peer created straight inside ``peer_netns`` when given.
-
-    False when ``name`` already is a veth; VirtError when it exists as something else.
-    """
-    msg = _link_msg(ipr, name)
-    if msg is not None:
-        if _kind(msg) != "veth":
-            raise VirtError("interface '%s' exists and is not a veth (kind: %s)" % (name, _kind(msg)))
-        return False
-    peer_spec = {"ifname": peer}
-    if peer_netns is not None:
-        _check_netns_name(peer_netns)
-        if peer_netns not in netns_names():
-            raise NotFound("network namespace '%s' does not exist" % peer_netns)
-        peer_spec["net_ns_fd"] = peer_netns
-    return _change("creating veth pair '%s'/'%s'" % (name, peer), ipr.link, "add", ifname=name, kind="veth", peer=peer_spec)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -526,12 +463,6 @@ def remove_default_route(ipr, route):
                        route.get("metric"), route.get("table"))
     what = "removing %s" % _describe("default", route.get("gateway"), route.get("ifname"))
     return _change(what, ipr.route, "del", ignore=(errno.ESRCH,), **spec)
-
-
-def replace_route(ipr, dst, gateway=None, ifname=None, metric=None, table=None, family=None):
-    """Create or overwrite the route to ``dst`` ('default' or a network such as '10.0.0.0/8')."""
-    spec = _route_spec(ipr, dst, gateway, ifname, family, metric, table)
-    _change("replacing %s" % _describe(dst, gateway, ifname), ipr.route, "replace", **spec)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,16 +13,15 @@ ElementTree elements, so no option can add markup.
 
 from __future__ import annotations
 
-import copy
-import io
 import ipaddress
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils import _validate
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import forwards_from_options
+from ansible_collections.arctictern.virt.plugins.module_utils._xml import parse, place, pretty, remove_all
 
 # The modes the ``mode`` option can ask for. A network in another mode (route, open, private, ...) keeps it.
 MODES = ("nat", "bridge", "isolated")
@@ -48,12 +47,6 @@ DHCP_ORDER = ("range", "host", "bootp")
 # What goes from a definition whose network moves onto a host bridge (libvirt refuses them in that mode).
 NOT_ON_A_HOST_BRIDGE = ("mtu", "mac", "domain", "dns", "ip", "route")
 BRIDGE_ONLY_ROUTED = ("stp", "delay", "zone")
-
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-# A DNS name: dot-separated labels of letters, digits and inner hyphens.
-DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-# A Linux interface name: at most 15 bytes, no slash, colon or white space.
-BRIDGE_RE = re.compile(r"^[^\s/:]{1,15}$")
 
 
 @dataclass(frozen=True)
@@ -106,23 +99,8 @@ def _check_name(name):
     return name
 
 
-def _mac(value, option):
-    mac = str(value).strip().lower()
-    if not MAC_RE.match(mac):
-        raise InvalidOption(option, "%r is not a MAC address like 52:54:00:12:34:56" % (value,))
-    if int(mac[:2], 16) & 1:
-        raise InvalidOption(option, "%s is a multicast MAC address" % mac)
-    return mac
-
-
 def _interface(value):
-    problem = "%r is not an IPv4 host address with a prefix length, like 198.18.100.1/24" % (value,)
-    try:
-        interface = ipaddress.ip_interface(value)
-    except ValueError:
-        raise InvalidOption("address", problem) from None
-    if interface.version != 4 or "/" not in str(value):
-        raise InvalidOption("address", problem)
+    interface = _validate.ip_interface("address", value, version=4)
     network = interface.network
     if network.prefixlen > 30:
         raise InvalidOption("address", "%s leaves no room for guests: use a prefix length of 30 or less" % value)
@@ -132,12 +110,9 @@ def _interface(value):
 
 
 def _guest_ip(value, interface, option, what):
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        raise InvalidOption(option, "%s %r is not an IPv4 address" % (what, value)) from None
+    address = _validate.ip_address(option, value, version=4, what=what)
     network = interface.network
-    if address.version != 4 or address not in network or address in (network.network_address, network.broadcast_address):
+    if address not in network or address in (network.network_address, network.broadcast_address):
         raise InvalidOption(option, "%s %s is not a guest address of the network's subnet %s (from address)" % (what, address, network))
     if address == interface.ip:
         raise InvalidOption(option, "%s %s is the host's own address on the network" % (what, address))
@@ -158,11 +133,11 @@ def _leases(value, interface):
         where = "entry %d" % (index + 1)
         if not isinstance(item, dict) or not item.get("mac") or not item.get("ip"):
             raise InvalidOption("static_leases", "%s needs mac and ip" % where)
-        mac = _mac(item["mac"], "static_leases")
+        mac = _validate.mac_address("static_leases", item["mac"], what="%s: mac" % where)
         ip = str(_guest_ip(item["ip"], interface, "static_leases", "%s: ip" % where))
         name = item.get("name")
-        if name is not None and not DNS_NAME_RE.match(name):
-            raise InvalidOption("static_leases", "%s: name %r is not a host name" % (where, name))
+        if name is not None:
+            _validate.dns_name("static_leases", name, what="%s: name" % where)
         for other in leases:
             for attribute, mine in (("mac", mac), ("ip", ip), ("name", name)):
                 if mine is not None and getattr(other, attribute) == mine:
@@ -231,9 +206,7 @@ def spec_from_options(params, current=None):
 
     bridge = params.get("bridge")
     if bridge is not None:
-        if not isinstance(bridge, str) or not BRIDGE_RE.match(bridge) or bridge in (".", ".."):
-            raise InvalidOption("bridge", "%r is not an interface name (at most 15 characters, no '/', ':' or spaces)" % (bridge,))
-        spec.bridge = bridge
+        spec.bridge = _validate.interface_name("bridge", bridge)
     layer3 = ("address", "dhcp", "static_leases", "domain", "mtu", "port_forwards")
     if not routed:
         if mode != "bridge":
@@ -247,14 +220,10 @@ def spec_from_options(params, current=None):
 
     domain = params.get("domain")
     if domain is not None:
-        if domain != "" and not DNS_NAME_RE.match(domain):
-            raise InvalidOption("domain", "%r is not a DNS domain name" % (domain,))
-        spec.domain = domain or None
+        spec.domain = _validate.dns_name("domain", domain) if domain != "" else None
     mtu = params.get("mtu")
     if mtu is not None:
-        if mtu != 0 and not 68 <= mtu <= 65535:
-            raise InvalidOption("mtu", "%s is out of the range 68..65535 (0 returns to libvirt's default)" % mtu)
-        spec.mtu = mtu or None
+        spec.mtu = _validate.mtu("mtu", mtu, zero="returns to libvirt's default")
 
     address = params.get("address")
     if address == "":
@@ -312,21 +281,6 @@ def definition_changes(current, wanted):
 # ---------------------------------------------------------------------------------------------------------------
 # XML -> NetworkSpec
 # ---------------------------------------------------------------------------------------------------------------
-
-def parse(xml):
-    """The root Element of a network document. Namespace prefixes (of metadata) are registered, so that writing
-    the document back keeps them rather than renaming them ns0."""
-    try:
-        for _event, (prefix, uri) in ET.iterparse(io.StringIO(xml), events=("start-ns",)):
-            if prefix:
-                try:
-                    ET.register_namespace(prefix, uri)
-                except ValueError:
-                    pass  # a prefix like ns0 that ElementTree reserves: it writes its own
-        return ET.fromstring(xml)
-    except ET.ParseError as error:
-        raise VirtError("cannot parse the network XML from libvirt: %s" % error) from None
-
 
 def _prefix(ip_element):
     address = ip_element.get("address")
@@ -387,7 +341,7 @@ def spec_from_root(root):
 def spec_from_xml(xml):
     """The NetworkSpec of a libvirt network XML document (``virNetwork.XMLDesc``); modes other than nat, bridge
     and isolated come through as libvirt names them (route, open, ...)."""
-    return spec_from_root(parse(xml))
+    return spec_from_root(parse(xml, "network definition"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -401,23 +355,6 @@ def skeleton(name):
     ET.SubElement(root, "name").text = name
     ET.SubElement(root, "bridge", stp="on", delay="0")
     return root
-
-
-def _place(parent, element, order):
-    """Insert ``element`` among the children of ``parent`` where libvirt writes it (``order``); unknown tags count
-    as coming last."""
-    rank = order.index(element.tag) if element.tag in order else len(order)
-    for index, child in enumerate(parent):
-        if (order.index(child.tag) if child.tag in order else len(order)) > rank:
-            parent.insert(index, element)
-            return element
-    parent.append(element)
-    return element
-
-
-def _remove_all(parent, tag):
-    for child in parent.findall(tag):
-        parent.remove(child)
 
 
 def _set_first(element, key, value):
@@ -439,7 +376,7 @@ def _edit_attribute_element(root, tag, attribute, value):
     if value is None:
         root.remove(element)
     elif element is None:
-        _place(root, ET.Element(tag, {attribute: value}), NETWORK_ORDER)
+        place(root, ET.Element(tag, {attribute: value}), NETWORK_ORDER)
     else:
         element.set(attribute, value)
 
@@ -453,7 +390,7 @@ def _edit_mode(root, mode):
         root.remove(forward)
     else:
         if forward is None:
-            forward = _place(root, ET.Element("forward"), NETWORK_ORDER)
+            forward = place(root, ET.Element("forward"), NETWORK_ORDER)
         elif not {old, mode} <= {"nat", "route"}:
             # Its attributes and children (dev, <interface>, <pf>, <nat>, <address>) belong to the old mode; only
             # nat and route share them.
@@ -462,18 +399,18 @@ def _edit_mode(root, mode):
                 forward.remove(child)
         forward.set("mode", mode)
         if mode != "nat":
-            _remove_all(forward, "nat")
+            remove_all(forward, "nat")
     bridge = root.find("bridge")
     if mode not in ROUTED_MODES:
         # Guests on a host bridge: libvirt neither addresses nor serves it, and refuses what would.
         for tag in NOT_ON_A_HOST_BRIDGE:
-            _remove_all(root, tag)
+            remove_all(root, tag)
         for attribute in BRIDGE_ONLY_ROUTED:
             if bridge is not None:
                 bridge.attrib.pop(attribute, None)
     elif old not in ROUTED_MODES:
         if bridge is None:
-            bridge = _place(root, ET.Element("bridge"), NETWORK_ORDER)
+            bridge = place(root, ET.Element("bridge"), NETWORK_ORDER)
         bridge.set("stp", "on")
         bridge.set("delay", "0")
 
@@ -486,7 +423,7 @@ def _edit_bridge(root, name):
         bridge.attrib.pop("name")
         return
     if bridge is None:
-        bridge = _place(root, ET.Element("bridge"), NETWORK_ORDER)
+        bridge = place(root, ET.Element("bridge"), NETWORK_ORDER)
     _set_first(bridge, "name", name)
 
 
@@ -513,14 +450,14 @@ def _edit_range(ip_element, start, end):
     if ((ranges[0].get("start"), ranges[0].get("end")) if ranges else (None, None)) == (start, end):
         return
     if start is None:
-        _remove_all(dhcp, "range")  # all of them, so that the next run finds none either
+        remove_all(dhcp, "range")  # all of them, so that the next run finds none either
     elif ranges:
         ranges[0].set("start", start)
         ranges[0].set("end", end)
     else:
         if dhcp is None:
-            dhcp = _place(ip_element, ET.Element("dhcp"), IP_ORDER)
-        _place(dhcp, ET.Element("range", start=start, end=end), DHCP_ORDER)
+            dhcp = place(ip_element, ET.Element("dhcp"), IP_ORDER)
+        place(dhcp, ET.Element("range", start=start, end=end), DHCP_ORDER)
 
 
 def _match_hosts(hosts, leases):
@@ -543,14 +480,14 @@ def _edit_leases(ip_element, leases):
     if _leases_of(dhcp) == tuple(leases):
         return
     if dhcp is None:
-        dhcp = _place(ip_element, ET.Element("dhcp"), IP_ORDER)
+        dhcp = place(ip_element, ET.Element("dhcp"), IP_ORDER)
     pairs, unused = _match_hosts([host for host in dhcp.findall("host") if host.get("ip")], leases)
     for host in unused:
         dhcp.remove(host)
     for lease, host in pairs:
         if host is None:
             attributes = dict(mac=lease.mac, name=lease.name, ip=lease.ip)
-            _place(dhcp, ET.Element("host", {key: value for key, value in attributes.items() if value}), DHCP_ORDER)
+            place(dhcp, ET.Element("host", {key: value for key, value in attributes.items() if value}), DHCP_ORDER)
             continue
         # A kept <host> keeps what the module does not model (a <lease> child, other attributes).
         if (host.get("mac") or "").lower() != (lease.mac or ""):
@@ -571,7 +508,7 @@ def _edit_ip(root, spec):
         return
     interface = ipaddress.ip_interface(spec.address)
     if ip_element is None:
-        ip_element = _place(root, ET.Element("ip", address=str(interface.ip), netmask=str(interface.netmask)), NETWORK_ORDER)
+        ip_element = place(root, ET.Element("ip", address=str(interface.ip), netmask=str(interface.netmask)), NETWORK_ORDER)
     _edit_address(ip_element, interface)
     _edit_range(ip_element, spec.dhcp_start, spec.dhcp_end)
     _edit_leases(ip_element, spec.static_leases)
@@ -597,25 +534,14 @@ def edit(root, spec):
 def _edit_uuid(root, uuid):
     element = root.find("uuid")
     if element is None:
-        element = _place(root, ET.Element("uuid"), NETWORK_ORDER)
+        element = place(root, ET.Element("uuid"), NETWORK_ORDER)
     element.text = uuid
-
-
-def pretty(root_or_xml):
-    """A network document as text, indented the same way whatever it came from (libvirt's XML or an edit), so that
-    two versions differ in the changed lines only."""
-    root = parse(root_or_xml) if isinstance(root_or_xml, str) else copy.deepcopy(root_or_xml)
-    for element in root.iter():
-        if len(element) == 0 and element.text is not None and not element.text.strip():
-            element.text = None  # left from removed children, or libvirt's <ip ...>\n</ip>: written as <tag/>
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode")
 
 
 def render_xml(spec, defined=None):
     """The network XML for ``spec``: the ``defined`` XML edited (a new network's skeleton when None)."""
-    root = parse(defined) if defined else skeleton(spec.name)
-    return pretty(edit(root, spec))
+    root = parse(defined, "network definition") if defined else skeleton(spec.name)
+    return pretty(edit(root, spec), "network definition")
 
 
 def describe(spec, active=False, autostart=False, forwards=()):

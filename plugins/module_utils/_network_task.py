@@ -10,23 +10,22 @@ changed), ``restart_needed`` and, in diff mode, the defined XML before and after
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
+from ansible_collections.arctictern.virt.plugins.module_utils import _validate
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import Iptables, current_forwards, plan
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import call, connection, lookup_network
 from ansible_collections.arctictern.virt.plugins.module_utils._network import (
-    XML_INACTIVE, definition_changes, describe, pretty, render_xml, spec_from_options, spec_from_xml,
+    XML_INACTIVE, definition_changes, describe, render_xml, spec_from_options, spec_from_xml,
 )
-
-LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1")
+from ansible_collections.arctictern.virt.plugins.module_utils._xml import pretty
 
 
 def _iptables(module, forwards):
     """Iptables of this host, or None where forwards cannot be managed from here (and none are asked for)."""
     uri = module.params["uri"]
     binary = None
-    if urlsplit(uri).hostname not in LOCAL_HOSTS:
+    if not _validate.is_local_uri(uri):
         why = "the rules are made on the host that runs the module, and uri %s is another host" % uri
     elif os.geteuid() != 0:
         why = "changing iptables rules needs root (become: true)"
@@ -85,7 +84,7 @@ class NetworkTask:
         result["changed"] = self.changed
         if self.module._diff:
             result["diff"] = [
-                dict(before=pretty(defined) if persistent else "", after=result.pop("_after"),
+                dict(before=pretty(defined, "network definition") if persistent else "", after=result.pop("_after"),
                      before_header="network %s (defined)" % self.name, after_header="network %s (wanted)" % self.name),
                 dict(before=before, after=result.pop("_run_state"),
                      before_header="network %s (state)" % self.name, after_header="network %s (state)" % self.name),

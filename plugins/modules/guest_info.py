@@ -14,7 +14,7 @@ description:
   - Lists the guests (libvirt domains) of a hypervisor with their state, size, platform (architecture, machine
     type, CPU), network interfaces and the addresses known for them, and describes the hypervisor (versions,
     memory, CPUs, the guests it can run, its libvirt networks and host bridges).
-  - The guests' platform and NICs and the hypervisor's offer are what the M(arctictern.virt.placement) filter
+  - The guests' platform and NICs and the hypervisor's offer are what the P(arctictern.virt.placement#filter) filter
     compares to place a guest only on a hypervisor that can run it.
   - Addresses are best effort and come from the sources in O(address_sources), most trusted first.
   - Never changes anything.
@@ -346,39 +346,19 @@ host:
 """
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _facts, _libvirt
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
 
-
-def gather(module):
-    params = module.params
-    sources = params["address_sources"]
-    with _libvirt.connection(params["uri"], params["connect_timeout"]) as conn:
-        host = _facts.describe_host(conn)
-        if params["name"] is None:
-            guests = _facts.describe_guests(conn, sources, params["include_xml"], host_cpu_model=host["cpu_model"])
-        else:
-            domain = _libvirt.lookup_domain(conn, params["name"])
-            if domain is None:
-                raise InvalidOption("name", "no guest named '%s' on %s" % (params["name"], params["uri"]))
-            guests = [_facts.describe_guest(domain, sources, params["include_xml"], host["cpu_model"])]
-    if params["state"]:
-        guests = [guest for guest in guests if guest["state"] in params["state"]]
-    return {"guests": guests, "host": host}
+ARGUMENT_SPEC = dict(
+    name=dict(type="str"),
+    state=dict(type="list", elements="str", choices=["running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"]),
+    include_xml=dict(type="bool", default=False),
+    address_sources=dict(type="list", elements="str", choices=list(_facts.ADDRESS_SOURCES), default=list(_facts.DEFAULT_ADDRESS_SOURCES)),
+)
 
 
 def main():
-    module = ArcticternModule(
-        argument_spec=dict(
-            name=dict(type="str"),
-            state=dict(type="list", elements="str", choices=["running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"]),
-            include_xml=dict(type="bool", default=False),
-            address_sources=dict(type="list", elements="str", choices=list(_facts.ADDRESS_SOURCES), default=list(_facts.DEFAULT_ADDRESS_SOURCES)),
-        ),
-        required_libs=_libvirt.REQUIRED_LIBS,
-        supports_check_mode=True,
-    )
-    module.run(gather)
+    module = ArcticternModule(ARGUMENT_SPEC, required_libs=_libvirt.REQUIRED_LIBS, supports_check_mode=True)
+    module.run(_facts.gather)
 
 
 if __name__ == "__main__":

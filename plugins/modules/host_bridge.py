@@ -25,7 +25,8 @@ description:
 options:
   name:
     description:
-      - Name of the bridge, 1 to 15 characters without V(/), V(:) or whitespace.
+      - Name of the bridge, at most 15 bytes (in UTF-8) without V(/), V(:), V(%) or white space, and neither V(.)
+        nor V(..).
     type: str
     required: true
   state:
@@ -59,6 +60,8 @@ options:
     description:
       - MTU of the bridge, from 68 to 65535. The O(uplink) gets the same MTU, since a bridge cannot forward a
         frame larger than its port's MTU.
+      - At least 1280 when the bridge or the O(uplink) has global IPv6 addresses or IPv6 default routes; below
+        that the kernel turns IPv6 off on the interface and drops them.
       - When not set, the bridge keeps the MTU the kernel gives it (the smallest MTU of its ports).
     type: int
 attributes:
@@ -143,29 +146,9 @@ bridge:
       sample: 0
 """
 
-import functools
-
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
+from ansible_collections.arctictern.virt.plugins.module_utils._host_bridge import ensure_host_bridge
 from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
-from ansible_collections.arctictern.virt.plugins.module_utils._netlink import (
-    REQUIRED_LIBS,
-    add_address,
-    add_default_route,
-    addresses,
-    bridge_info,
-    check_forward_delay,
-    create_bridge,
-    default_routes,
-    link_info,
-    open_ipr,
-    remove_address,
-    remove_default_route,
-    remove_link,
-    set_master,
-    set_mtu,
-    set_up,
-    validate_ifname,
-)
+from ansible_collections.arctictern.virt.plugins.module_utils._netlink import REQUIRED_LIBS
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
@@ -177,175 +160,10 @@ ARGUMENT_SPEC = dict(
     mtu=dict(type="int"),
 )
 
-MTU_RANGE = (68, 65535)
-# Router-advertised routes belong to the kernel's SLAAC machinery; a static copy would outlive them.
-RTPROT_RA = 9
-
-
-def validate(ipr, params):
-    """Check every option against the host before anything changes; return (bridge_info, uplink link_info)."""
-    name, uplink_name = params["name"], params["uplink"]
-    validate_ifname(name, "name")
-    if uplink_name is not None:
-        validate_ifname(uplink_name, "uplink")
-        if uplink_name == name:
-            raise InvalidOption("uplink", "must not be the bridge itself ('%s')" % name)
-    if params["state"] == "present":
-        check_forward_delay(params["stp"], params["forward_delay"])
-        if params["mtu"] is not None and not MTU_RANGE[0] <= params["mtu"] <= MTU_RANGE[1]:
-            raise InvalidOption("mtu", "must be between %d and %d, not %s" % (MTU_RANGE + (params["mtu"],)))
-    bridge = link_info(ipr, name)
-    if bridge is not None and bridge["kind"] != "bridge":
-        raise InvalidOption("name", "interface '%s' exists and is not a bridge (kind: %s)" % (name, bridge["kind"]))
-    uplink = None
-    if uplink_name is not None:
-        uplink = link_info(ipr, uplink_name)
-        if uplink is None:
-            raise InvalidOption("uplink", "interface '%s' does not exist" % uplink_name)
-        if uplink["loopback"] or uplink["kind"] == "bridge":
-            raise InvalidOption("uplink", "'%s' is a %s and cannot be a bridge port" % (
-                uplink_name, "loopback" if uplink["loopback"] else "bridge"))
-        if uplink["master"] not in (None, name):
-            raise InvalidOption("uplink", "'%s' is already a port of '%s'" % (uplink_name, uplink["master"]))
-    return (bridge_info(ipr, name) if bridge is not None else None), uplink
-
-
-def movable_routes(ipr, ifname):
-    """The default routes (every table, both families) out of ``ifname`` that move with its addresses."""
-    return [route for family in ("ipv4", "ipv6") for route in default_routes(ipr, family, table=None)
-            if route["ifname"] == ifname and not route["multipath"] and route["proto"] != RTPROT_RA]
-
-
-def route_to(route, ifname):
-    """A step that re-creates ``route`` out of ``ifname``."""
-    return functools.partial(add_default_route, gateway=route["gateway"], ifname=ifname, family=route["family"],
-                             metric=route["metric"], table=route["table"], mtu=route["mtu"],
-                             prefsrc=route["prefsrc"], proto=route["proto"])
-
-
-def plan_present(ipr, params, bridge, uplink):
-    """The steps (callables taking the IPRoute) that bring the host to state=present, in order."""
-    name, uplink_name, mtu = params["name"], params["uplink"], params["mtu"]
-    steps = []
-    if bridge is None or (bridge["stp"], bridge["forward_delay"]) != (params["stp"], params["forward_delay"]):
-        steps.append(functools.partial(create_bridge, name=name, stp=params["stp"], forward_delay=params["forward_delay"]))
-    if uplink is not None and uplink["master"] != name:
-        steps.append(functools.partial(set_master, ifname=uplink_name, bridge=name))
-    for link, link_name in ((bridge, name), (uplink, uplink_name)):
-        if mtu is not None and link_name is not None and (link is None or link["mtu"] != mtu):
-            steps.append(functools.partial(set_mtu, name=link_name, mtu=mtu))
-        if link_name is not None and (link is None or not link["up"]):
-            steps.append(functools.partial(set_up, name=link_name))
-    if uplink is not None and params["move_addresses"]:
-        moving = addresses(ipr, uplink_name, scope="global")
-        routes = movable_routes(ipr, uplink_name)
-        have = bridge["addresses"] if bridge is not None else []
-        steps.extend(functools.partial(add_address, ifname=name, address=address) for address in moving if address not in have)
-        # IPv4 allows one default route per metric: the old one goes before the new one comes.
-        steps.extend(functools.partial(remove_default_route, route=route) for route in routes)
-        # Secondary IPv4 addresses first: removing a primary drops its secondaries with it.
-        steps.extend(functools.partial(remove_address, ifname=uplink_name, address=address) for address in reversed(moving))
-        steps.extend(route_to(route, name) for route in routes)
-    return steps
-
-
-def plan_absent(ipr, params, bridge, uplink):
-    """The steps that release the uplink, give it the bridge's addresses and routes back and delete the bridge."""
-    name, uplink_name = params["name"], params["uplink"]
-    if bridge is None:
-        return []
-    steps = []
-    routes = []
-    if uplink is not None:
-        if uplink["master"] == name:
-            steps.append(functools.partial(set_master, ifname=uplink_name, bridge=None))
-        if not uplink["up"]:
-            steps.append(functools.partial(set_up, name=uplink_name))
-        if params["move_addresses"]:
-            have = addresses(ipr, uplink_name, scope="global")
-            routes = movable_routes(ipr, name)
-            steps.extend(functools.partial(add_address, ifname=uplink_name, address=address)
-                         for address in bridge["addresses"] if address not in have)
-    # Deleting the bridge drops its addresses and routes; the routes then come back through the uplink.
-    steps.append(functools.partial(remove_link, name=name))
-    steps.extend(route_to(route, uplink_name) for route in routes)
-    return steps
-
-
-def _by_family(addrs):
-    """IPv4 before IPv6, each in kernel order, as the kernel lists them."""
-    return sorted(addrs, key=lambda address: ":" in address)
-
-
-def snapshot(ipr, params):
-    """What the diff shows: the bridge and, when given, the uplink."""
-    name, uplink_name = params["name"], params["uplink"]
-    view = {"bridge": bridge_info(ipr, name) or {"name": name, "state": "absent"}}
-    if uplink_name is not None:
-        link = link_info(ipr, uplink_name)
-        view["uplink"] = {"name": uplink_name, "master": link["master"], "mtu": link["mtu"], "up": link["up"],
-                          "addresses": addresses(ipr, uplink_name, scope="global")}
-    return view
-
-
-def predict(before, params):
-    """The snapshot the steps would produce, for check mode."""
-    after = {key: dict(value) for key, value in before.items()}
-    bridge, uplink = after["bridge"], after.get("uplink")
-    moving = params["move_addresses"] and uplink is not None
-    if params["state"] == "absent":
-        if bridge["state"] == "present" and uplink is not None:
-            uplink["up"] = True
-            if uplink["master"] == params["name"]:
-                uplink["master"] = None
-            if moving:
-                uplink["addresses"] = _by_family(uplink["addresses"] + [
-                    address for address in bridge["addresses"] if address not in uplink["addresses"]])
-        after["bridge"] = {"name": params["name"], "state": "absent"}
-        return after
-    if bridge["state"] == "absent":
-        # The kernel gives a new bridge the MTU of its first port.
-        bridge.update(state="present", ports=[], addresses=[], mtu=uplink["mtu"] if uplink else 1500)
-    bridge.update(up=True, stp=params["stp"], forward_delay=params["forward_delay"])
-    if params["mtu"] is not None:
-        bridge["mtu"] = params["mtu"]
-    if uplink is not None:
-        bridge["ports"] = sorted(set(bridge["ports"]) | {uplink["name"]})
-        uplink.update(master=params["name"], up=True)
-        if params["mtu"] is not None:
-            uplink["mtu"] = params["mtu"]
-        if moving:
-            bridge["addresses"] = _by_family(bridge["addresses"] + [
-                address for address in uplink["addresses"] if address not in bridge["addresses"]])
-            uplink["addresses"] = []
-    return after
-
-
-def ensure(ipr, params, check_mode=False):
-    """Bring the host to the state the params ask for; return (changed, before, after)."""
-    bridge, uplink = validate(ipr, params)
-    before = snapshot(ipr, params)
-    plan = plan_present if params["state"] == "present" else plan_absent
-    steps = plan(ipr, params, bridge, uplink)
-    if check_mode:
-        return bool(steps), before, predict(before, params)
-    # Each step says whether it changed something; every step must run, so no short-circuiting any().
-    results = [step(ipr) for step in steps]
-    return any(results), before, snapshot(ipr, params)
-
-
-def handle(module):
-    with open_ipr() as ipr:
-        changed, before, after = ensure(ipr, module.params, module.check_mode)
-    result = {"changed": changed, "bridge": after["bridge"]}
-    if module._diff:
-        result["diff"] = {"before": before, "after": after}
-    return result
-
 
 def main():
     module = ArcticternModule(ARGUMENT_SPEC, libvirt=False, required_libs=REQUIRED_LIBS, supports_check_mode=True)
-    module.run(handle)
+    module.run(ensure_host_bridge)
 
 
 if __name__ == "__main__":

@@ -406,6 +406,8 @@ cause:
   description:
     - Why the migration failed. V(destination_unreachable), V(destination_died), V(link_cut), V(timeout),
       V(postcopy_failed) or V(failed) for any other libvirt error.
+    - Told from libvirt's error codes, the state of the job and the guest and how the destination answers
+      afterwards, never from the wording of libvirt's messages, so it is the same whatever the hosts' locale.
   returned: failure of the migration itself
   type: str
   sample: link_cut
@@ -426,7 +428,8 @@ from ansible_collections.arctictern.virt.plugins.module_utils._module import Arc
 
 
 def run(module):
-    result = _migration.migrate(module.params, check_mode=module.check_mode)
+    options = _migration.MigrationOptions.from_params(module.params)
+    result = _migration.migrate(options, check_mode=module.check_mode)
     if module._diff and result["changed"]:
         result["diff"] = {
             "before": {"name": result["name"], "host": result["source"]["hostname"]},
@@ -437,28 +440,7 @@ def run(module):
 
 def main():
     module = ArcticternModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            dest_uri=dict(type="str", required=True),
-            migrate_uri=dict(type="str"),
-            mode=dict(type="str", choices=list(_migration.MODES), default="precopy"),
-            postcopy_after=dict(type="float", default=10.0),
-            postcopy_after_iterations=dict(type="int"),
-            auto_converge=dict(type="bool", default=False),
-            auto_converge_initial=dict(type="int"),
-            auto_converge_increment=dict(type="int"),
-            bandwidth=dict(type="int"),
-            postcopy_bandwidth=dict(type="int"),
-            max_downtime=dict(type="int"),
-            compression=dict(type="str", choices=list(_migration.COMPRESSIONS), default="none"),
-            parallel_connections=dict(type="int"),
-            tls=dict(type="bool", default=False),
-            persist_dest=dict(type="bool", default=True),
-            undefine_source=dict(type="bool", default=True),
-            copy_storage=dict(type="str", choices=list(_migration.COPY_STORAGE), default="none"),
-            timeout=dict(type="float"),
-            timeout_action=dict(type="str", choices=list(_migration.TIMEOUT_ACTIONS), default="abort"),
-        ),
+        argument_spec=_migration.ARGUMENT_SPEC,
         required_libs=_libvirt.REQUIRED_LIBS,
         supports_check_mode=True,
     )

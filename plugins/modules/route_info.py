@@ -141,56 +141,17 @@ ansible_facts:
 """
 
 from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
-from ansible_collections.arctictern.virt.plugins.module_utils._netlink import (
-    REQUIRED_LIBS,
-    addresses,
-    default_routes,
-    link_info,
-    open_ipr,
-)
+from ansible_collections.arctictern.virt.plugins.module_utils._netlink import REQUIRED_LIBS
+from ansible_collections.arctictern.virt.plugins.module_utils._route_info import default_route_facts
 
 ARGUMENT_SPEC = dict(
     family=dict(type="str", default="both", choices=["ipv4", "ipv6", "both"]),
 )
 
 
-def default_route(ipr, family):
-    """The facts of the lowest-metric default route of ``family`` in the main table, or None."""
-    routes = default_routes(ipr, family)
-    if not routes:
-        return None
-    route = routes[0]
-    interface = route["ifname"]
-    link = link_info(ipr, interface) if interface else None
-    source = route["prefsrc"]
-    if source is None and link is not None:
-        own = addresses(ipr, interface, family, scope="global")
-        source = own[0].split("/")[0] if own else None
-    return {
-        "gateway": route["gateway"],
-        "interface": interface,
-        "source": source,
-        "mtu": route["mtu"] or (link["mtu"] if link is not None else None),
-        "metric": route["metric"],
-        "table": route["table"],
-    }
-
-
-def route_facts(ipr, family="both"):
-    """``{ipv4: ..., ipv6: ...}`` for the requested families."""
-    families = ("ipv4", "ipv6") if family == "both" else (family,)
-    return {name: default_route(ipr, name) for name in families}
-
-
-def handle(module):
-    with open_ipr() as ipr:
-        facts = route_facts(ipr, module.params["family"])
-    return {"changed": False, "route_info": facts, "ansible_facts": {"arctictern_default_route": facts}}
-
-
 def main():
     module = ArcticternModule(ARGUMENT_SPEC, libvirt=False, required_libs=REQUIRED_LIBS, supports_check_mode=True)
-    module.run(handle)
+    module.run(default_route_facts)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink
+from lab.netlink import create_veth_pair
 
 pytestmark = pytest.mark.lab
 
@@ -45,7 +46,7 @@ def uplink(lab):  # pylint: disable=unused-argument
     default route in table 165 (so that nothing of hv2's own routing depends on it)."""
     name = "ti%sa" % uuid.uuid4().hex[:6]
     with _netlink.open_ipr(NETNS) as ipr:
-        _netlink.create_veth_pair(ipr, name, name[:-1] + "b")
+        create_veth_pair(ipr, name, name[:-1] + "b")
         for ifname in (name, name[:-1] + "b"):
             _netlink.set_up(ipr, ifname)
         for address in (V4, V6):

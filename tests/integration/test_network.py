@@ -20,6 +20,7 @@ import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink
 from lab.ansible import client_http, run_in
+from lab.netlink import replace_route
 
 pytestmark = pytest.mark.lab
 
@@ -83,7 +84,7 @@ def client_route(subnet, gateway):
     """A temporary route in the client's namespace, so that 'unreachable' is the firewall's doing."""
     network, prefix = subnet.split("/")
     with _netlink.open_ipr("atv-client") as ipr:
-        _netlink.replace_route(ipr, subnet, gateway=gateway)
+        replace_route(ipr, subnet, gateway=gateway)
     try:
         yield
     finally:

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from ansible_collections.arctictern.virt.plugins.module_utils._network import pretty
+from ansible_collections.arctictern.virt.plugins.module_utils._xml import pretty
 from ansible_collections.arctictern.virt.tests.unit.network_catalogue import ENTRIES, changes_for, definition, diff_problems
 from ansible_collections.arctictern.virt.tests.unit.xml_compare import differences
 

@@ -20,10 +20,9 @@ import libvirt
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _netlink
-
 from ansible_collections.arctictern.virt.tests.unit import utils
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import FakeLibvirt
+from lab.netlink import create_netns, remove_netns
 
 
 @pytest.fixture
@@ -54,10 +53,10 @@ def scratch_netns():
 
     def make():
         name = utils.scratch_netns_name()
-        assert _netlink.create_netns(name)
+        assert create_netns(name)
         made.append(name)
         return name
 
     yield make
     for name in made:
-        _netlink.remove_netns(name)
+        remove_netns(name)

@@ -10,6 +10,7 @@ changes. Tests import the classes and capability documents from here.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import itertools
 import re
@@ -109,13 +110,13 @@ STATE_CODES = {
 ACTIVE = ("running", "blocked", "paused", "shutdown", "pmsuspended")
 
 
-def libvirt_error(code, message):
-    """A libvirtError carrying ``code`` (a VIR_ERR_* value or its name) as libvirt would raise it."""
-    if isinstance(code, str):
-        code = getattr(libvirt, code)
+def libvirt_error(code, message, domain="VIR_FROM_NONE", system_errno=-1):
+    """A libvirtError as libvirt would raise it: ``code`` and ``domain`` are VIR_ERR_*/VIR_FROM_* values or their
+    names; ``system_errno`` is what a VIR_ERR_SYSTEM_ERROR carries (int1, -1 for other errors)."""
+    code, domain = (getattr(libvirt, value) if isinstance(value, str) else value for value in (code, domain))
     libvirt.virResetLastError()
     error = libvirt.libvirtError(message)
-    error.err = (code, libvirt.VIR_FROM_NONE, message, libvirt.VIR_ERR_ERROR, None, None, None, 0, 0)
+    error.err = (code, domain, message, libvirt.VIR_ERR_ERROR, None, None, None, system_errno, -1)
     return error
 
 
@@ -256,6 +257,15 @@ class FakeDomain(_Faulty):
         self._enter("jobStats", flags)
         self._require(True, "domain is not running")
         return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+
+    def interfaceAddresses(self, source, flags=0):  # noqa: N802
+        """No lease, neighbour entry or agent answer for any NIC (_facts_fakes has guests with addresses)."""
+        self._enter("interfaceAddresses", source, flags)
+        self._require(True, "domain is not running")
+        return {}
+
+    def connect(self):
+        return self.conn
 
     def XMLDesc(self, flags=0):  # noqa: N802
         self._enter("XMLDesc", flags)
@@ -495,9 +505,11 @@ class FakeConnection(_Faulty):
         try:
             root = ET.fromstring(xml)
         except ET.ParseError as error:
-            raise libvirt_error("VIR_ERR_XML_DETAIL", "XML error: %s" % error) from None
+            raise libvirt_error("VIR_ERR_XML_DETAIL", "(domain_definition):1: %s" % error, "VIR_FROM_DOMAIN") from None
+        if root.tag != "domain":
+            raise libvirt_error("VIR_ERR_XML_ERROR", "XML error: expecting root element of 'domain', not '%s'" % root.tag, "VIR_FROM_XML")
         if not root.findtext("name"):
-            raise libvirt_error("VIR_ERR_NO_NAME", "missing name information")
+            raise libvirt_error("VIR_ERR_NO_NAME", "missing name information", "VIR_FROM_DOMAIN")
         if root.find("uuid") is None:
             ET.SubElement(root, "uuid").text = str(uuidlib.uuid4())
         os_type = root.find("os/type")
@@ -803,5 +815,6 @@ class FakeLibvirt:
     def open(self, uri=None):
         self.opened.append(uri)
         if uri not in self.connections:
-            raise libvirt_error("VIR_ERR_SYSTEM_ERROR", "Failed to connect socket to '%s': No such file or directory" % uri)
+            raise libvirt_error("VIR_ERR_SYSTEM_ERROR", "Failed to connect socket to '%s': No such file or directory" % uri, "VIR_FROM_RPC",
+                                errno.ENOENT)
         return self.connections[uri]

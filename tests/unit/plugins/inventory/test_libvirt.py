@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import libvirt
 import pytest
 import yaml
 
@@ -16,6 +20,7 @@ from ansible.utils.plugin_docs import add_fragments
 from ansible_collections.arctictern.virt.plugins.inventory import libvirt as libvirt_inventory
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import FakeConnection, FakeDomain, domain_xml, lease
 
 NAME = "arctictern.virt.libvirt"
@@ -233,3 +238,185 @@ def test_cache_is_used_and_not_written_when_incomplete(tmp_path, hypervisors, wa
     assert len(hypervisors) == 3  # served from the cache
     assert sorted(inventory.hosts) == ["db1", "web1"]
     assert inventory.get_host("db1").vars["ansible_host"] == "198.18.0.21"
+
+
+# Fleets: the fake libvirt of conftest (libvirt.open patched), so the plugin goes through the real connection layer.
+
+def guest_xml(name, network="default"):
+    return ("<domain type='kvm'><name>%s</name><memory>131072</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
+            "<devices><interface type='network'><source network='%s'/><model type='virtio'/></interface></devices>"
+            "</domain>" % (name, network))
+
+
+def fleet(fake_libvirt, count, guests=3, shared="app"):
+    """``count`` fake hypervisors hv0..hvN (remote URIs, so nothing reads this machine's neighbour table), each with
+    ``guests`` guests, one of them called ``shared`` everywhere (so host names get the hypervisor suffix)."""
+    uris = []
+    for index in range(count):
+        uri = "qemu+ssh://root@hv%d.example.com/system" % index
+        conn = fake_libvirt.add(uri, hostname="hv%d" % index)
+        conn.add_domain(guest_xml(shared), state="running")
+        for number in range(1, guests):
+            conn.add_domain(guest_xml("g%d-%d" % (index, number), network="net%d" % (number % 2)),
+                            state="running" if number % 2 else "shutoff")
+        uris.append(uri)
+    return uris
+
+
+def snapshot(inventory):
+    """Everything the order of hosts, groups and variables shows, in the order the inventory holds them."""
+    return {
+        "hosts": [(name, dict(host.vars)) for name, host in inventory.hosts.items()],
+        "groups": [(name, [host.name for host in group.hosts], [child.name for child in group.child_groups])
+                   for name, group in inventory.groups.items()],
+    }
+
+
+@pytest.fixture(name="slow_opens")
+def fixture_slow_opens(fake_libvirt, monkeypatch):
+    """``libvirt.open`` that takes longer for the hypervisors listed first (so that in parallel they finish
+    last) and records how many connections are open at once."""
+    state = {"open": 0, "most": 0, "delays": {}}
+    real_open = fake_libvirt.open
+    lock = threading.Lock()
+
+    def count(step):
+        with lock:
+            state["open"] += step
+            state["most"] = max(state["most"], state["open"])
+
+    def close_counting(conn):
+        def close():
+            count(-1)
+            return type(conn).close(conn)
+        return close
+
+    def open_slowly(uri=None):
+        count(1)
+        try:
+            conn = real_open(uri)
+        except Exception:
+            count(-1)
+            raise
+        time.sleep(state["delays"].get(uri, 0.1))
+        conn.close = close_counting(conn)
+        return conn
+
+    monkeypatch.setattr(libvirt, "open", open_slowly)
+    return state
+
+
+def test_guest_gone_before_it_is_read_is_left_out(tmp_path, fake_libvirt, warnings):
+    uris = fleet(fake_libvirt, 2)
+    gone = fake_libvirt.connections[uris[0]].domains["g0-1"]
+    gone.fail_on["XMLDesc"] = libvirt_error("VIR_ERR_NO_DOMAIN", "Domain not found: no domain with matching uuid")
+
+    inventory = parse(tmp_path, {"uris": uris})
+
+    assert sorted(inventory.hosts) == ["app@hv0.example.com", "app@hv1.example.com", "g0-2", "g1-1", "g1-2"]
+    assert warnings == []
+
+
+@pytest.mark.parametrize("method", ["state", "autostart", "isPersistent"])
+def test_guest_gone_halfway_through_its_reading_is_left_out(tmp_path, fake_libvirt, warnings, method):
+    # Listed and its XML read, then undefined or migrated away: every later call says VIR_ERR_NO_DOMAIN.
+    uris = fleet(fake_libvirt, 2)
+    gone = fake_libvirt.connections[uris[1]].domains["g1-1"]
+    gone.fail_on[method] = libvirt_error("VIR_ERR_NO_DOMAIN", "Domain not found: no domain with matching uuid")
+
+    inventory = parse(tmp_path, {"uris": uris})
+
+    assert "g1-1" not in inventory.hosts
+    assert members(inventory, "hypervisor_hv1_example_com") == ["app@hv1.example.com", "g1-2"]
+    assert members(inventory, "hypervisor_hv0_example_com") == ["app@hv0.example.com", "g0-1", "g0-2"]
+    assert gone.called("XMLDesc") == 1
+    assert warnings == []
+
+
+def test_other_guest_error_still_skips_its_hypervisor(tmp_path, fake_libvirt, warnings):
+    uris = fleet(fake_libvirt, 2)
+    fake_libvirt.connections[uris[1]].domains["g1-1"].fail_on["state"] = libvirt_error("VIR_ERR_INTERNAL_ERROR", "internal error: monitor hung up")
+
+    inventory = parse(tmp_path, {"uris": uris})
+
+    assert len(warnings) == 1
+    assert "hv1.example.com" in warnings[0] and "reading state of guest 'g1-1': internal error: monitor hung up" in warnings[0]
+    assert sorted(inventory.hosts) == ["app", "g0-1", "g0-2"]
+
+
+def test_parallel_inventory_is_the_sequential_one(tmp_path, fake_libvirt, slow_opens, warnings):
+    uris = fleet(fake_libvirt, 6)
+    # The first hypervisors answer last; one in the middle and the last one are down.
+    slow_opens["delays"] = {uri: 0.02 * (len(uris) - index) for index, uri in enumerate(uris)}
+    uris.insert(3, {"uri": "qemu+ssh://root@down.example.com/system", "name": "down"})
+    uris.append("qemu+ssh://root@gone.example.com/system")
+    config = {"uris": uris, "keyed_groups": [{"key": "libvirt_state", "prefix": "status"}], "groups": {"odd": "libvirt_name.endswith('1')"}}
+
+    sequential = parse(tmp_path, dict(config, max_workers=1))
+    sequential_warnings = list(warnings)
+    warnings.clear()
+    parallel = parse(tmp_path, dict(config, max_workers=8))
+
+    assert snapshot(parallel) == snapshot(sequential)
+    assert warnings == sequential_warnings
+    assert ["down.example.com" in warning for warning in warnings] == [True, False]
+    assert "hypervisor_hv5_example_com" in parallel.groups and len(parallel.hosts) == 18
+
+
+@pytest.mark.parametrize("workers, expected", [(1, 1), (3, 3), (8, 5)])
+def test_max_workers_bounds_the_open_connections(tmp_path, fake_libvirt, slow_opens, workers, expected):
+    uris = fleet(fake_libvirt, 5, guests=1)
+
+    inventory = parse(tmp_path, {"uris": uris, "max_workers": workers})
+
+    # At most max_workers (and never more than there are hypervisors) at once, and the pool is used up to it.
+    assert slow_opens["most"] == expected
+    assert slow_opens["open"] == 0  # every connection closed
+    assert len(inventory.hosts) == 5
+
+
+def test_default_max_workers_is_8(tmp_path, fake_libvirt, slow_opens):
+    uris = fleet(fake_libvirt, 12, guests=1)
+
+    parse(tmp_path, {"uris": uris})
+
+    assert slow_opens["most"] == 8
+
+
+def test_strict_in_parallel_fails_on_the_first_listed(tmp_path, fake_libvirt, slow_opens, warnings):
+    uris = fleet(fake_libvirt, 8, guests=1)
+    # The first hypervisor fails last, the fourth first: the error names the first, as when read one by one.
+    slow_opens["delays"] = {uris[0]: 0.3}
+    fake_libvirt.connections[uris[0]].fail_on["listAllDomains"] = "cannot recv data: Connection reset by peer"
+    fake_libvirt.connections[uris[3]].fail_on["listAllDomains"] = "internal error: client socket is closed"
+
+    with pytest.raises(AnsibleParserError, match=r"^hypervisor hv0\.example\.com .*Connection reset by peer"):
+        parse(tmp_path, {"uris": uris, "strict": True})
+    assert slow_opens["open"] == 0
+    assert warnings == []
+
+
+def test_strict_in_parallel_stops_reading_at_the_error(tmp_path, fake_libvirt, slow_opens):
+    uris = fleet(fake_libvirt, 8, guests=1)
+    slow_opens["delays"] = {uri: 0.2 for uri in uris[1:]}
+    fake_libvirt.connections[uris[0]].fail_on["listAllDomains"] = "cannot recv data: Connection reset by peer"
+
+    with pytest.raises(AnsibleParserError, match=r"^hypervisor hv0\.example\.com "):
+        parse(tmp_path, {"uris": uris, "strict": True, "max_workers": 2})
+    # The reads running when the error came end (connections closed); those still queued were never started.
+    assert len(fake_libvirt.opened) <= 3
+    assert slow_opens["open"] == 0
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "max_workers: must be a whole number of at least 1, got 0"),
+    (-2, "max_workers: must be a whole number of at least 1, got -2"),
+    ("many", "'max_workers'.*invalid value"),
+    (2.5, "'max_workers'.*invalid value"),
+])
+def test_bad_max_workers_fails_naming_the_option(tmp_path, fake_libvirt, value, message):
+    uris = fleet(fake_libvirt, 2)
+
+    with pytest.raises(AnsibleError, match=message):
+        parse(tmp_path, {"uris": uris, "max_workers": value})
+    assert fake_libvirt.opened == []

@@ -5,14 +5,19 @@
 ``FakeJob`` scripts one migration: every jobStats() poll of the source domain advances it one step and moves a
 ``FakeClock`` one second, so time-based decisions (post-copy after N s, timeouts) are exact and fast. The worker
 thread of the Migration waits in migrateToURI3 until the script ends the job (converged, switched to post-copy,
-aborted, failed at a step), then returns or raises like libvirt.
+aborted, failed at a step), then returns or raises like libvirt. The calls refuse, with libvirt's error codes,
+what libvirt 9.0's QEMU driver refuses: unknown flags and typed parameters, a local destination, an inactive guest.
+
+libvirt's messages come in two locales (``MESSAGES``): what the module decides from a failure must not depend on them.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -28,6 +33,63 @@ DEST_URI = "qemu+tcp://198.18.1.2/system"
 PAUSED_POSTCOPY = 12
 PAUSED_POSTCOPY_FAILED = 13
 SUSPENDED_POSTCOPY = 7
+
+# Every virDomainMigrateFlags bit: libvirt 9.0's QEMU driver takes all that this libvirt-python knows.
+MIGRATION_FLAGS = sum(value for name, value in vars(libvirt).items()
+                      if name.startswith("VIR_MIGRATE_") and not name.startswith("VIR_MIGRATE_PARAM_"))
+# The typed parameters libvirt 9.0's QEMU driver takes, with the Python type the binding converts each from.
+MIGRATION_PARAM_TYPES = {name: str for name in (
+    libvirt.VIR_MIGRATE_PARAM_URI, libvirt.VIR_MIGRATE_PARAM_DEST_NAME, libvirt.VIR_MIGRATE_PARAM_DEST_XML,
+    libvirt.VIR_MIGRATE_PARAM_PERSIST_XML, libvirt.VIR_MIGRATE_PARAM_GRAPHICS_URI, libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS,
+    libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS, libvirt.VIR_MIGRATE_PARAM_DISKS_URI, libvirt.VIR_MIGRATE_PARAM_COMPRESSION,
+    libvirt.VIR_MIGRATE_PARAM_TLS_DESTINATION)}
+MIGRATION_PARAM_TYPES.update({name: int for name in (
+    libvirt.VIR_MIGRATE_PARAM_BANDWIDTH, libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY, libvirt.VIR_MIGRATE_PARAM_DISKS_PORT,
+    libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL, libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_THREADS,
+    libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_DTHREADS, libvirt.VIR_MIGRATE_PARAM_COMPRESSION_XBZRLE_CACHE,
+    libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT,
+    libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS)})
+
+# What libvirt and the C library say, in English and in German (LANG=de_DE.UTF-8 on the daemon's host).
+MESSAGES = {
+    "en": {
+        "refused": "unable to connect to server at '198.18.1.2:16509': Connection refused",
+        "no_route": "unable to connect to server at '198.18.1.2:16509': No route to host",
+        "network_unreachable": "unable to connect to server at '198.18.1.2:16509': Network is unreachable",
+        "socket_closed": "internal error: client socket is closed",
+        "lost_connection": "operation failed: Lost connection to destination host",
+        "aborted": "operation aborted: job 'migration out' canceled by client",
+        "postcopy_failed": "operation failed: job 'migration out' failed in post-copy phase",
+        "unsupported": "unsupported configuration: Unable to find bridge br9",
+    },
+    "de": {
+        "refused": "Verbindung zum Server auf »198.18.1.2:16509« nicht möglich: Verbindungsaufbau abgelehnt",
+        "no_route": "Verbindung zum Server auf »198.18.1.2:16509« nicht möglich: Keine Route zum Zielrechner",
+        "network_unreachable": "Verbindung zum Server auf »198.18.1.2:16509« nicht möglich: Das Netzwerk ist nicht erreichbar",
+        "socket_closed": "Interner Fehler: Client-Socket ist geschlossen",
+        "lost_connection": "Vorgang fehlgeschlagen: Verbindung zum Zielrechner verloren",
+        "aborted": "Vorgang abgebrochen: Job »migration out« durch Client abgebrochen",
+        "postcopy_failed": "Vorgang fehlgeschlagen: Job »migration out« ist in der Post-Copy-Phase fehlgeschlagen",
+        "unsupported": "Nicht unterstützte Konfiguration: Bridge br9 nicht gefunden",
+    },
+}
+# The code, domain and errno libvirt raises each with.
+_ERRORS = {
+    "refused": ("VIR_ERR_SYSTEM_ERROR", "VIR_FROM_RPC", errno.ECONNREFUSED),
+    "no_route": ("VIR_ERR_SYSTEM_ERROR", "VIR_FROM_RPC", errno.EHOSTUNREACH),
+    "network_unreachable": ("VIR_ERR_SYSTEM_ERROR", "VIR_FROM_RPC", errno.ENETUNREACH),
+    "socket_closed": ("VIR_ERR_INTERNAL_ERROR", "VIR_FROM_RPC", -1),
+    "lost_connection": ("VIR_ERR_OPERATION_FAILED", "VIR_FROM_QEMU", -1),
+    "aborted": ("VIR_ERR_OPERATION_ABORTED", "VIR_FROM_QEMU", -1),
+    "postcopy_failed": ("VIR_ERR_OPERATION_FAILED", "VIR_FROM_QEMU", -1),
+    "unsupported": ("VIR_ERR_CONFIG_UNSUPPORTED", "VIR_FROM_QEMU", -1),
+}
+
+
+def failure(what, language="en"):
+    """The libvirtError libvirt raises for ``what`` (a key of MESSAGES), with its message in ``language``."""
+    code, domain, system_errno = _ERRORS[what]
+    return libvirt_error(code, MESSAGES[language][what], domain, system_errno)
 
 
 class FakeClock:
@@ -48,10 +110,11 @@ class FakeJob:  # pylint: disable=too-many-instance-attributes
     (before it, migrateStartPostCopy is refused like QEMU does); postcopy_steps: polls the post-copy phase lasts;
     fail_at: step at which the job fails with ``error``, and ``on_fail`` runs then (e.g. to take the destination
     daemon away); postcopy_fail: the post-copy phase fails too; connect_error: migrateToURI3 fails at once, as when
-    the source daemon cannot reach the destination; stats: the completed job's statistics."""
+    the source daemon cannot reach the destination; stats: the completed job's statistics; language: that of
+    libvirt's messages (see MESSAGES)."""
 
     def __init__(self, steps=3, transfer_from=1, postcopy_steps=0, fail_at=None, error=None, on_fail=None,
-                 postcopy_fail=False, connect_error=None, stats=None):
+                 postcopy_fail=False, connect_error=None, stats=None, language="en"):
         self.steps = steps
         self.transfer_from = transfer_from
         self.postcopy_steps = postcopy_steps
@@ -62,6 +125,7 @@ class FakeJob:  # pylint: disable=too-many-instance-attributes
         self.postcopy_fail = postcopy_fail
         self.connect_error = connect_error
         self.completed_stats = stats
+        self.language = language
         self.step = 0
         self.active = False
         self.postcopy = False
@@ -120,7 +184,30 @@ class MigratingDomain(FakeDomain):
 
     # the job ----------------------------------------------------------------------------------------------
     def migrateToURI3(self, dest_uri, params, flags):  # noqa: N802
+        """Peer to peer: the source daemon connects to ``dest_uri`` itself (qemu has no direct migration)."""
         self._enter("migrateToURI3", dest_uri, params, flags)
+        _convert(params)
+        _check_exclusive(flags)
+        if not flags & libvirt.VIR_MIGRATE_PEER2PEER:
+            raise libvirt_error("VIR_ERR_ARGUMENT_UNSUPPORTED", "argument unsupported: direct migration is not supported by the source host",
+                                "VIR_FROM_DOMAIN")
+        host = urlsplit(dest_uri).hostname
+        if host is None or host.startswith("localhost"):
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "invalid argument: Attempt to migrate guest to the same host %s" % dest_uri,
+                                "VIR_FROM_DOMAIN")
+        return self._migrate(dest_uri, params, flags)
+
+    def migrate3(self, dconn, params, flags):
+        """The migration driven from here to the connection ``dconn``; the guest there."""
+        self._enter("migrate3", dconn, params, flags)
+        _convert(params)
+        _check_exclusive(flags)
+        self._migrate(dconn.uri, params, flags)
+        return dconn.lookupByName(self.name())
+
+    def _migrate(self, dest_uri, params, flags):
+        _check_supported(params, flags)
+        self._require(True, "domain is not running")
         job = self.job
         job.dest_uri, job.params, job.flags = dest_uri, dict(params), flags
         if job.connect_error is not None:
@@ -155,6 +242,7 @@ class MigratingDomain(FakeDomain):
         job = self.job
         if flags & libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED:
             return dict(self.completed_stats or {"type": libvirt.VIR_DOMAIN_JOB_NONE})
+        self._require(True, "domain is not running")
         if not job.active or job.finished.is_set():
             return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
         job.step += 1
@@ -176,18 +264,28 @@ class MigratingDomain(FakeDomain):
 
     def abortJob(self):  # noqa: N802
         self._enter("abortJob")
+        self._require(True, "domain is not running")
+        if not self.job.active or self.job.finished.is_set():
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: no job is active on the domain")
         if self.job.postcopy:
             raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: cannot abort migration in post-copy mode")
         self.job.aborted = True
-        self.job.finish(libvirt_error("VIR_ERR_OPERATION_ABORTED", "operation aborted: job 'migration out' canceled by client"))
+        self.job.finish(failure("aborted", self.job.language))
         return 0
 
     def migrateStartPostCopy(self, flags=0):  # noqa: N802
         self._enter("migrateStartPostCopy", flags)
+        self._require(True, "domain is not running")
         job = self.job
-        if not job.flags & libvirt.VIR_MIGRATE_POSTCOPY or job.step < job.transfer_from:
-            raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "unable to execute QEMU command 'migrate-start-postcopy': Enable postcopy "
-                                "with migrate_set_capability before the start of migration")
+        if not job.active:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: post-copy can only be started while "
+                                "outgoing migration is in progress")
+        if not job.flags & libvirt.VIR_MIGRATE_POSTCOPY:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: switching to post-copy requires "
+                                "migration to be started with VIR_MIGRATE_POSTCOPY flag")
+        if job.step < job.transfer_from:
+            raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "internal error: unable to execute QEMU command 'migrate-start-postcopy': "
+                                "Postcopy must be started after migration has been started", "VIR_FROM_QEMU")
         job.postcopy = True
         job.postcopy_at = job.step
         self._state, self.reason = "paused", PAUSED_POSTCOPY
@@ -199,6 +297,7 @@ class MigratingDomain(FakeDomain):
 
     def migrateSetMaxDowntime(self, downtime, flags=0):  # noqa: N802
         self._enter("migrateSetMaxDowntime", downtime, flags)
+        self._require(True, "domain is not running")
         if not self.job.active:
             raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: domain is not being migrated")
         self.job.max_downtime.append(downtime)
@@ -208,6 +307,32 @@ class MigratingDomain(FakeDomain):
         result = super().suspend()
         self.job.suspended = True
         return result
+
+
+def _convert(params):
+    """What the binding refuses before it calls libvirt: a value of the wrong Python type for a parameter it knows."""
+    for name, value in params.items():
+        expected = MIGRATION_PARAM_TYPES.get(name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if expected is not None and not all(isinstance(one, expected) for one in values):
+            raise TypeError("an integer is required" if expected is int else "bad argument type for built-in operation")
+
+
+def _check_exclusive(flags):
+    if flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK and flags & libvirt.VIR_MIGRATE_NON_SHARED_INC:
+        raise libvirt_error("VIR_ERR_INVALID_ARG", "Flags 'VIR_MIGRATE_NON_SHARED_DISK' and 'VIR_MIGRATE_NON_SHARED_INC' are mutually exclusive",
+                            "VIR_FROM_DOMAIN")
+
+
+def _check_supported(params, flags):
+    """What the QEMU driver refuses: flags it does not know (virCheckFlags), parameters it does not take
+    (virTypedParamsValidate)."""
+    if flags & ~MIGRATION_FLAGS:
+        raise libvirt_error("VIR_ERR_INVALID_ARG", "invalid argument: unsupported flags (0x%x) in function qemuDomainMigratePerform3Params"
+                            % (flags & ~MIGRATION_FLAGS), "VIR_FROM_QEMU")
+    unknown = sorted(set(params) - set(MIGRATION_PARAM_TYPES))
+    if unknown:
+        raise libvirt_error("VIR_ERR_ARGUMENT_UNSUPPORTED", "argument unsupported: parameter '%s' not supported" % unknown[0])
 
 
 def domain_xml(name="web1", uuid="0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40", memory_mib=128):
@@ -229,15 +354,9 @@ def add_migrating(conn, job, clock, hosts, name="web1", state="running", events=
     return domain
 
 
-def params(**overrides):
-    """The migrate module's options with their defaults, as module.params has them."""
-    base = dict(name="web1", dest_uri=DEST_URI, migrate_uri=None, mode="precopy", postcopy_after=10.0,
-                postcopy_after_iterations=None, auto_converge=False, auto_converge_initial=None,
-                auto_converge_increment=None, bandwidth=None, postcopy_bandwidth=None, max_downtime=None,
-                compression="none", parallel_connections=None, tls=False, persist_dest=True, undefine_source=True,
-                copy_storage="none", timeout=None, timeout_action="abort", uri=SRC_URI, connect_timeout=10.0)
-    base.update(overrides)
-    return base
+def options(**overrides):
+    """MigrationOptions moving web1 from SRC_URI to DEST_URI, the other options at their defaults unless given."""
+    return _migration.MigrationOptions(**dict(dict(name="web1", dest_uri=DEST_URI, uri=SRC_URI), **overrides))
 
 
 def migration_world(fake_libvirt, monkeypatch):

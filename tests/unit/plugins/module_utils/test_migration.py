@@ -1,10 +1,13 @@
 # Copyright: (c) 2026, arctictern.virt developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_migration: option checks, flags and parameters, locating the guest, the job monitor's state machine (post-copy
-switch, timeout actions, statistics) and the classification of failures, against scripted fake jobs."""
+"""_migration: the options object, flags and parameters, locating the guest, the job monitor's state machine
+(post-copy switch, timeout actions, statistics) and the classification of failures (in any locale), against scripted
+fake jobs; and that the fake refuses what libvirt refuses."""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import threading
 import time
 from types import SimpleNamespace
@@ -14,12 +17,13 @@ import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _migration
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
-    DEST_URI, HV1_UUID, HV2_UUID, MIB, SRC_URI, FakeEvents, FakeJob, add_migrating, migration_world, params)
+    DEST_URI, HV1_UUID, HV2_UUID, MESSAGES, MIB, SRC_URI, FakeEvents, FakeJob, add_migrating, failure, migration_world, options)
 
 BASE_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-SOCKET_CLOSED = "internal error: client socket is closed"
+LANGUAGES = sorted(MESSAGES)
 
 
 @pytest.fixture(name="world")
@@ -31,11 +35,12 @@ def guest(world, job=None, **kwargs):
     return add_migrating(world.src, job or FakeJob(), world.clock, world.hosts, **kwargs)
 
 
-def unreachable(monkeypatch, registry, uri=DEST_URI, reason="No route to host"):
-    """Make connecting to ``uri`` fail the way libvirt reports an unreachable host."""
+def refuse_connections(monkeypatch, registry, how="no_route", language="en", uri=DEST_URI):
+    """Make connecting to ``uri`` fail the way libvirt reports it: ``how`` is no_route, network_unreachable (the
+    host cannot be reached) or refused (nothing listens there)."""
     def fake_open(name=None):
         if name == uri:
-            raise libvirt_error("VIR_ERR_SYSTEM_ERROR", "unable to connect to server at '198.18.1.2:16509': %s" % reason)
+            raise failure(how, language)
         return registry.open(name)
     monkeypatch.setattr(libvirt, "open", fake_open)
 
@@ -64,24 +69,60 @@ def unreachable(monkeypatch, registry, uri=DEST_URI, reason="No route to host"):
     (dict(postcopy_bandwidth=100), "postcopy_bandwidth", "post-copy"),
     (dict(migrate_uri="198.18.1.2"), "migrate_uri", "tcp://"),
 ])
-def test_validate_names_the_bad_option(overrides, option, words):
+def test_options_name_the_bad_option(overrides, option, words):
     with pytest.raises(InvalidOption) as caught:
-        _migration.validate(params(**overrides))
+        options(**overrides)
     assert caught.value.option == option
     assert caught.value.msg.startswith(option + ": ")
     assert words in caught.value.msg
 
 
-def test_validate_accepts_a_full_set_of_options():
-    _migration.validate(params(mode="auto", postcopy_after=5, postcopy_after_iterations=3, auto_converge=True,
-                               auto_converge_initial=20, auto_converge_increment=10, bandwidth=100, postcopy_bandwidth=200,
-                               max_downtime=300, compression="xbzrle", timeout=60, timeout_action="suspend",
-                               migrate_uri="tcp://198.18.1.2", copy_storage="all"))
+@pytest.mark.parametrize("overrides, option", [
+    (dict(bandwidth="100"), "bandwidth"),
+    (dict(bandwidth=True), "bandwidth"),
+    (dict(tls="yes"), "tls"),
+    (dict(timeout="soon"), "timeout"),
+    (dict(name=None), "name"),
+])
+def test_options_of_the_wrong_type_are_refused(overrides, option):
+    with pytest.raises(InvalidOption, match="^%s: " % option):
+        options(**overrides)
+
+
+def test_options_accept_a_full_set():
+    full = options(mode="auto", postcopy_after=5, postcopy_after_iterations=3, auto_converge=True, auto_converge_initial=20,
+                   auto_converge_increment=10, bandwidth=100, postcopy_bandwidth=200, max_downtime=300, compression="xbzrle",
+                   timeout=60, timeout_action="suspend", migrate_uri="tcp://198.18.1.2", copy_storage="all")
+    assert full.postcopy_after == 5 and full.uses_postcopy
+
+
+def test_the_argument_spec_is_made_from_the_options():
+    spec = _migration.ARGUMENT_SPEC
+    fields = {field.name: field for field in dataclasses.fields(_migration.MigrationOptions)}
+    assert set(spec) == set(fields) - set(LIBVIRT_ARGUMENT_SPEC), "the module base adds uri and connect_timeout"
+    assert spec["name"] == {"type": "str", "required": True}
+    assert spec["mode"] == {"type": "str", "default": "precopy", "choices": ["precopy", "postcopy", "auto"]}
+    assert spec["postcopy_after"] == {"type": "float", "default": 10.0}
+    assert spec["bandwidth"] == {"type": "int"} and spec["tls"] == {"type": "bool", "default": False}
+    for name, option in spec.items():
+        assert option.get("default") == (None if fields[name].default is dataclasses.MISSING else fields[name].default), name
+    defaults = _migration.MigrationOptions(name="web1", dest_uri=DEST_URI)
+    assert (defaults.uri, defaults.connect_timeout) == tuple(LIBVIRT_ARGUMENT_SPEC[key]["default"] for key in ("uri", "connect_timeout"))
+
+
+def test_options_from_module_params_and_back_to_task_arguments():
+    module_params = dict({name: option.get("default") for name, option in _migration.ARGUMENT_SPEC.items()},
+                         name="web1", dest_uri=DEST_URI, bandwidth=50, uri=SRC_URI, connect_timeout=10.0)
+    made = _migration.MigrationOptions.from_params(module_params)
+    assert made == options(bandwidth=50)
+    assert made.module_args() == {"name": "web1", "dest_uri": DEST_URI, "bandwidth": 50}
+    with pytest.raises(InvalidOption, match="^max_downtime: must be greater than 0"):
+        _migration.MigrationOptions.from_params(dict(module_params, max_downtime=0))
 
 
 def test_flags_default_to_live_peer_to_peer_persistent_move():
-    assert _migration.migration_flags(params()) == BASE_FLAGS
-    assert _migration.flag_names(params()) == ["live", "peer2peer", "persist_dest", "undefine_source"]
+    assert _migration.migration_flags(options()) == BASE_FLAGS
+    assert _migration.flag_names(options()) == ["live", "peer2peer", "persist_dest", "undefine_source"]
 
 
 @pytest.mark.parametrize("overrides, added, removed", [
@@ -98,15 +139,15 @@ def test_flags_default_to_live_peer_to_peer_persistent_move():
     (dict(undefine_source=False), 0, libvirt.VIR_MIGRATE_UNDEFINE_SOURCE),
 ])
 def test_flags_follow_the_options(overrides, added, removed):
-    assert _migration.migration_flags(params(**overrides)) == (BASE_FLAGS | added) & ~removed
+    assert _migration.migration_flags(options(**overrides)) == (BASE_FLAGS | added) & ~removed
 
 
 def test_postcopy_is_not_enabled_for_a_timeout_action_without_timeout():
-    assert not _migration.migration_flags(params(timeout_action="postcopy")) & libvirt.VIR_MIGRATE_POSTCOPY
+    assert not _migration.migration_flags(options(timeout_action="postcopy")) & libvirt.VIR_MIGRATE_POSTCOPY
 
 
 def test_params_carry_every_given_option_by_libvirt_name():
-    typed = _migration.migration_params(params(
+    typed = _migration.migration_params(options(
         migrate_uri="tcp://198.18.1.2", bandwidth=100, postcopy_bandwidth=400, compression="xbzrle", mode="auto",
         auto_converge=True, auto_converge_initial=20, auto_converge_increment=5))
     assert typed == {
@@ -117,14 +158,14 @@ def test_params_carry_every_given_option_by_libvirt_name():
         libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL: 20,
         libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT: 5,
     }
-    assert _migration.migration_params(params()) == {}
-    assert _migration.migration_params(params(parallel_connections=3)) == {libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 3}
+    assert _migration.migration_params(options()) == {}
+    assert _migration.migration_params(options(parallel_connections=3)) == {libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 3}
 
 
 def test_a_parameter_this_libvirt_lacks_is_refused_naming_the_option(monkeypatch):
     monkeypatch.delattr(libvirt, "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL")
     with pytest.raises(InvalidOption, match="^auto_converge_initial: this libvirt-python has no VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL"):
-        _migration.migration_params(params(auto_converge=True, auto_converge_initial=10))
+        _migration.migration_params(options(auto_converge=True, auto_converge_initial=10))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -197,7 +238,7 @@ def test_locate_refuses_what_cannot_be_migrated(world, setup, words):
 
 def migration(world, job=None, events=False, **overrides):
     domain = guest(world, job)
-    run = _migration.Migration(domain, DEST_URI, params(**overrides))
+    run = _migration.Migration(domain, options(**overrides))
     run.run(events=events)
     return run, domain
 
@@ -293,7 +334,7 @@ def test_a_failed_control_call_is_noted_once(world):
     job = FakeJob(steps=4)
     domain = guest(world, job)
     domain.fail_on["migrateSetMaxDowntime"] = "monitor busy"
-    run = _migration.Migration(domain, DEST_URI, params(max_downtime=100))
+    run = _migration.Migration(domain, options(max_downtime=100))
     run.run()
     failures = [event for event in run.events if event["event"] == "max_downtime_failed"]
     assert len(failures) == 1 and "monitor busy" in failures[0]["error"]
@@ -307,7 +348,7 @@ def test_events_mark_postcopy_and_bring_the_final_statistics(world):
                  "memory_postcopy_requests": 13, "memory_dirty_rate": 0}
     job = FakeJob(steps=None, stats=completed)
     domain = add_migrating(world.src, job, world.clock, world.hosts, events=events)
-    run = _migration.Migration(domain, DEST_URI, params(mode="postcopy"))
+    run = _migration.Migration(domain, options(mode="postcopy"))
     ids = _migration.register_events(events, domain.UUIDString(), run)
     assert sorted(ids) == sorted([libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED])
     run.run(events=True)
@@ -336,47 +377,79 @@ def test_register_events_without_event_support_gives_nothing(world):
 # Failures
 
 
-@pytest.mark.parametrize("message, kind", [
-    ("unable to connect to server at '198.18.1.2:16509': Connection refused", "down"),
-    ("Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory", "down"),
-    ("unable to connect to server at '198.18.1.2:16509': No route to host", "unreachable"),
-    ("unable to connect to server at '198.18.1.2:16509': Network is unreachable", "unreachable"),
-    ("uri: no answer from libvirt at 'qemu+tcp://198.18.1.2/system' within 10.0s", "unreachable"),
-    ("authentication failed: access denied", "error"),
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("what, kind", [
+    ("refused", "down"),
+    ("no_route", "unreachable"),
+    ("network_unreachable", "unreachable"),
+    ("socket_closed", "error"),
 ])
-def test_probe_kind(message, kind):
-    assert _migration.probe_kind(message) == kind
+def test_probe_kind_follows_the_errno_not_the_words(what, kind, language):
+    assert _migration.probe_kind(failure(what, language)) == kind
 
 
-def test_probe_reports_how_the_destination_answers(world, monkeypatch):
+def test_probe_kind_of_other_failures():
+    assert _migration.probe_kind(None) == "unreachable", "no answer within the connect timeout"
+    assert _migration.probe_kind(libvirt_error("VIR_ERR_SYSTEM_ERROR", "Failed to connect socket to '/run/libvirt/libvirt-sock': "
+                                               "No such file or directory", "VIR_FROM_RPC", errno.ENOENT)) == "down"
+    assert _migration.probe_kind(libvirt_error("VIR_ERR_AUTH_FAILED", "authentication failed: access denied", "VIR_FROM_RPC")) == "error"
+    # The same errno outside the RPC layer is not a socket's.
+    assert _migration.probe_kind(libvirt_error("VIR_ERR_SYSTEM_ERROR", "x", "VIR_FROM_QEMU", errno.ECONNREFUSED)) == "error"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_probe_reports_how_the_destination_answers(world, monkeypatch, language):
     assert _migration.probe(DEST_URI, 1.0) == ("ok", "")
-    unreachable(monkeypatch, world.registry)
+    refuse_connections(monkeypatch, world.registry, language=language)
     kind, message = _migration.probe(DEST_URI, 1.0)
-    assert kind == "unreachable" and message.startswith("cannot connect to libvirt at '%s'" % DEST_URI)
+    assert kind == "unreachable" and message == "cannot connect to libvirt at '%s': %s" % (DEST_URI, MESSAGES[language]["no_route"])
 
 
-def _seen(transferring=True, postcopy=False, aborted=False):
-    return SimpleNamespace(dest_uri=DEST_URI, transferring=transferring, postcopy_started=postcopy, aborted=aborted,
-                           settings=params(timeout=5.0))
+def _seen(what, language, transferring=True, postcopy=False, aborted=False):
+    """A finished Migration as classify reads it, failed with libvirt's error ``what``."""
+    return SimpleNamespace(error=failure(what, language), transferring=transferring, postcopy_started=postcopy, aborted=aborted,
+                           options=options(timeout=5.0))
 
 
-@pytest.mark.parametrize("seen, reason, probed, cause, words", [
-    (_seen(postcopy=True), SOCKET_CLOSED, ("down", "refused"), "postcopy_failed", "cannot roll back to the source"),
-    (_seen(aborted=True), "operation aborted", ("ok", ""), "timeout", "did not finish within 5 s and was aborted"),
-    (_seen(transferring=False), "unable to connect to server at 'x': Connection refused", ("down", "refused"),
-     "destination_unreachable", "could not reach %s (dest_uri)" % DEST_URI),
-    (_seen(transferring=False), "unable to connect to server at 'x': No route to host", ("ok", ""),
-     "destination_unreachable", "No route to host"),
-    (_seen(), SOCKET_CLOSED, ("down", "Connection refused"), "destination_died", "died mid-migration"),
+RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED)
+POSTCOPY_FAILED = (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+# (error, how the monitor saw the job, the guest's state on the source, the probe's kind) -> cause, words
+CASES = [
+    ("socket_closed", dict(postcopy=True), POSTCOPY_FAILED, "down", "postcopy_failed", "cannot roll back to the source"),
+    # The monitor missed the switch (the job failed between two polls): the guest's state tells.
+    ("postcopy_failed", {}, POSTCOPY_FAILED, "unreachable", "postcopy_failed", "cannot roll back to the source"),
+    ("aborted", dict(aborted=True), RUNNING, "ok", "timeout", "did not finish within 5 s and was aborted"),
+    # Aborted by someone else: libvirt's reason, not a timeout of this module.
+    ("aborted", {}, RUNNING, "ok", "failed", "migration failed: "),
+    ("refused", dict(transferring=False), RUNNING, "down", "destination_unreachable", "could not reach %s (dest_uri)" % DEST_URI),
+    ("no_route", dict(transferring=False), RUNNING, "ok", "destination_unreachable", "could not reach %s (dest_uri)" % DEST_URI),
+    ("socket_closed", {}, RUNNING, "down", "destination_died", "died mid-migration"),
+    ("lost_connection", {}, RUNNING, "down", "destination_died", "died mid-migration"),
     # Died after the daemons connected but before the monitor saw pages move: still not a connect failure.
-    (_seen(transferring=False), SOCKET_CLOSED, ("down", "Connection refused"), "destination_died", "died mid-migration"),
-    (_seen(), SOCKET_CLOSED, ("unreachable", "Network is unreachable"), "link_cut", "link was cut mid-migration"),
-    (_seen(), "unsupported configuration: no bridge br9", ("ok", ""), "failed", "migration failed: unsupported configuration"),
-])
-def test_classify(seen, reason, probed, cause, words):
-    got_cause, message = _migration.classify(seen, reason, probed)
+    ("socket_closed", dict(transferring=False), RUNNING, "down", "destination_died", "died mid-migration"),
+    ("socket_closed", {}, RUNNING, "unreachable", "link_cut", "link was cut mid-migration"),
+    ("lost_connection", {}, RUNNING, "unreachable", "link_cut", "link was cut mid-migration"),
+    ("unsupported", dict(transferring=False), RUNNING, "ok", "failed", "migration failed: "),
+    ("unsupported", {}, None, "error", "failed", "migration failed: "),
+]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("what, seen, state, kind, cause, words", CASES)
+def test_classify_in_any_locale(what, seen, state, kind, cause, words, language):
+    """The cause comes from libvirt's error code, error domain and errno, the job and the guest's state: the same
+    whatever language libvirt's messages are in, which the message only quotes."""
+    got_cause, message = _migration.classify(_seen(what, language, **seen), state, (kind, "probe says"))
     assert got_cause == cause and cause in _migration.CAUSES
     assert words in message
+    # libvirt's own words are quoted, except for the timeout, whose message says what the module did.
+    assert (MESSAGES[language][what] in message) != (cause == "timeout")
+
+
+def test_source_state(world):
+    domain = guest(world)
+    assert _migration.source_state(world.src, domain.UUIDString()) == (libvirt.VIR_DOMAIN_RUNNING, 0)
+    assert _migration.source_state(world.src, "11111111-2222-3333-4444-555555555555") is None
 
 
 def test_source_outcome_resumes_a_guest_the_timeout_suspended(world):
@@ -438,7 +511,7 @@ def test_event_connection_is_none_when_events_cannot_start(monkeypatch):
 
 def test_migrate_moves_the_guest_and_reports_statistics(world):
     guest(world, FakeJob(steps=3))
-    result = _migration.migrate(params(migrate_uri="tcp://198.18.1.2"))
+    result = _migration.migrate(options(migrate_uri="tcp://198.18.1.2"))
     assert result["changed"] and result["state"] == "running"
     assert (result["source"]["hostname"], result["destination"]["hostname"]) == ("hv1", "hv2")
     assert result["plan"] == {"flags": ["live", "peer2peer", "persist_dest", "undefine_source"],
@@ -449,83 +522,89 @@ def test_migrate_moves_the_guest_and_reports_statistics(world):
 
 def test_migrate_check_mode_moves_nothing(world):
     domain = guest(world)
-    result = _migration.migrate(params(), check_mode=True)
+    result = _migration.migrate(options(), check_mode=True)
     assert result["changed"] and result["msg"] == "guest 'web1' would move from hv1 to hv2"
     assert domain.called("migrateToURI3") == 0 and "web1" not in world.dest.domains
-
-
-def test_migrate_validates_before_connecting(world):
-    with pytest.raises(InvalidOption, match="^bandwidth: "):
-        _migration.migrate(params(bandwidth=-1))
-    assert world.registry.opened == []
 
 
 def test_migrate_refuses_a_destination_that_is_the_source_host(world):
     guest(world)
     world.registry.connections["qemu+tcp://198.18.1.1/system"] = world.src
     with pytest.raises(InvalidOption) as caught:
-        _migration.migrate(params(dest_uri="qemu+tcp://198.18.1.1/system"))
+        _migration.migrate(options(dest_uri="qemu+tcp://198.18.1.1/system"))
     assert caught.value.option == "dest_uri" and "reaches the same host as uri (hv1, host UUID %s)" % HV1_UUID in caught.value.msg
 
 
-def test_migrate_with_an_unreachable_destination_leaves_the_guest(world, monkeypatch):
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_migrate_with_an_unreachable_destination_leaves_the_guest(world, monkeypatch, language):
     domain = guest(world)
-    unreachable(monkeypatch, world.registry)
+    refuse_connections(monkeypatch, world.registry, language=language)
     with pytest.raises(VirtError) as caught:
-        _migration.migrate(params())
+        _migration.migrate(options())
     assert caught.value.details["cause"] == "destination_unreachable"
     assert caught.value.msg.startswith("dest_uri: destination unreachable: cannot connect to libvirt at '%s'" % DEST_URI)
-    assert caught.value.msg.endswith("No route to host; guest 'web1' was not moved; it is running on the source.")
+    assert caught.value.msg.endswith("%s; guest 'web1' was not moved; it is running on the source." % MESSAGES[language]["no_route"])
     assert domain.called("migrateToURI3") == 0
 
 
-def test_migrate_when_the_source_daemon_cannot_reach_the_destination(world):
-    refused = libvirt_error("VIR_ERR_SYSTEM_ERROR", "unable to connect to server at '198.18.1.2:16509': Connection refused")
-    domain = guest(world, FakeJob(connect_error=refused))
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_migrate_when_the_source_daemon_cannot_reach_the_destination(world, language):
+    domain = guest(world, FakeJob(connect_error=failure("refused", language)))
     with pytest.raises(VirtError) as caught:
-        _migration.migrate(params())
+        _migration.migrate(options())
     assert caught.value.details["cause"] == "destination_unreachable"
-    assert "the source daemon could not reach %s (dest_uri): unable to connect to server" % DEST_URI in caught.value.msg
+    assert "the source daemon could not reach %s (dest_uri): %s" % (DEST_URI, MESSAGES[language]["refused"]) in caught.value.msg
     assert caught.value.msg.endswith("The guest is still running on hv1, its definition intact.")
     assert domain.current_state() == "running"
 
 
-@pytest.mark.parametrize("fault, cause, words", [
-    ("daemon", "destination_died", "the destination daemon died mid-migration"),
-    ("link", "link_cut", "the migration link was cut mid-migration"),
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("fault, refusal, cause, words", [
+    ("daemon", "refused", "destination_died", "the destination daemon died mid-migration"),
+    ("link", "network_unreachable", "link_cut", "the migration link was cut mid-migration"),
 ])
-def test_migrate_failing_mid_migration_names_the_cause(world, monkeypatch, fault, cause, words):
-    def break_destination():
-        if fault == "daemon":
-            world.registry.connections.pop(DEST_URI)
-        else:
-            unreachable(monkeypatch, world.registry, reason="Network is unreachable")
-    domain = guest(world, FakeJob(steps=None, fail_at=3, error=libvirt_error("VIR_ERR_INTERNAL_ERROR", SOCKET_CLOSED),
-                                  on_fail=break_destination))
+def test_migrate_failing_mid_migration_names_the_cause(world, monkeypatch, fault, refusal, cause, words, language):
+    """The destination daemon killed (a fresh connection is refused) or the link cut (no route any more), with
+    libvirt speaking English or German."""
+    domain = guest(world, FakeJob(steps=None, fail_at=3, error=failure("socket_closed", language), language=language,
+                                  on_fail=lambda: refuse_connections(monkeypatch, world.registry, refusal, language)))
     with pytest.raises(VirtError) as caught:
-        _migration.migrate(params())
+        _migration.migrate(options())
     details = caught.value.details
-    assert details["cause"] == cause and details["source_state"] == "running" and details["libvirt_error"] == SOCKET_CLOSED
-    assert words in caught.value.msg
+    assert (details["cause"], details["source_state"]) == (cause, "running"), fault
+    assert details["libvirt_error"] == MESSAGES[language]["socket_closed"]
+    assert words in caught.value.msg and MESSAGES[language][refusal] in caught.value.msg
     assert caught.value.msg.endswith("The guest is still running on hv1, its definition intact.")
     assert domain.current_state() == "running" and domain.persistent
     assert details["migration"]["progress"], "what was seen until the failure comes back"
 
 
-def test_migrate_timeout_abort_fails_with_the_guest_on_the_source(world):
-    domain = guest(world, FakeJob(steps=None))
+def test_migrate_when_the_destination_daemon_is_gone(world):
+    """No daemon at all behind the destination socket any more: also a death."""
+    domain = guest(world, FakeJob(steps=None, fail_at=2, error=failure("lost_connection"),
+                                  on_fail=lambda: world.registry.connections.pop(DEST_URI)))
     with pytest.raises(VirtError) as caught:
-        _migration.migrate(params(timeout=3))
+        _migration.migrate(options())
+    assert caught.value.details["cause"] == "destination_died" and domain.current_state() == "running"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_migrate_timeout_abort_fails_with_the_guest_on_the_source(world, language):
+    domain = guest(world, FakeJob(steps=None, language=language))
+    with pytest.raises(VirtError) as caught:
+        _migration.migrate(options(timeout=3))
     assert caught.value.details["cause"] == "timeout"
+    assert caught.value.details["libvirt_error"] == MESSAGES[language]["aborted"]
     assert caught.value.msg == ("timeout: the migration did not finish within 3 s and was aborted (timeout_action=abort). "
                                 "The guest is still running on hv1, its definition intact.")
     assert domain.current_state() == "running"
 
 
-def test_migrate_postcopy_failure_says_the_guest_cannot_roll_back(world):
-    guest(world, FakeJob(steps=None, postcopy_fail=True, error=libvirt_error("VIR_ERR_INTERNAL_ERROR", SOCKET_CLOSED)))
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_migrate_postcopy_failure_says_the_guest_cannot_roll_back(world, language):
+    guest(world, FakeJob(steps=None, postcopy_fail=True, error=failure("postcopy_failed", language), language=language))
     with pytest.raises(VirtError) as caught:
-        _migration.migrate(params(mode="postcopy"))
+        _migration.migrate(options(mode="postcopy"))
     assert caught.value.details["cause"] == "postcopy_failed" and caught.value.details["source_state"] == "paused"
     assert "post-copy had already started, so the guest cannot roll back to the source" in caught.value.msg
     assert caught.value.msg.endswith("The guest is paused on hv1, its definition intact.")
@@ -536,12 +615,109 @@ def test_migrate_uses_events_when_the_source_delivers_them(world, monkeypatch):
     monkeypatch.setattr(_migration, "event_connection", lambda uri, timeout: events)
     completed = {"time_elapsed": 700, "downtime": 80, "memory_iteration": 2}
     add_migrating(world.src, FakeJob(steps=2, stats=completed), world.clock, world.hosts, events=events)
-    result = _migration.migrate(params())
+    result = _migration.migrate(options())
     assert result["migration"]["statistics_from"] == "job_completed_event" and result["migration"]["downtime_ms"] == 80
     assert events.closed and events.callbacks == {}
 
 
 def test_migrate_reads_the_destination_record_without_events(world):
     guest(world, FakeJob(steps=2, stats={"type": libvirt.VIR_DOMAIN_JOB_COMPLETED, "downtime": 55, "time_elapsed": 650}))
-    result = _migration.migrate(params())
+    result = _migration.migrate(options())
     assert result["migration"]["statistics_from"] == "destination" and result["migration"]["downtime_ms"] == 55
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fake refuses what libvirt 9.0 refuses
+
+
+def _libvirt_refuses(call, code, words):
+    with pytest.raises(libvirt.libvirtError) as caught:
+        call()
+    assert caught.value.get_error_code() == getattr(libvirt, code) and words in caught.value.get_error_message()
+
+
+@pytest.mark.parametrize("dest_uri, typed, flags, code, words", [
+    (DEST_URI, {}, BASE_FLAGS | 1 << 30, "VIR_ERR_INVALID_ARG", "unsupported flags (0x40000000)"),
+    (DEST_URI, {"bandwidth.precopy": 5}, BASE_FLAGS, "VIR_ERR_ARGUMENT_UNSUPPORTED", "parameter 'bandwidth.precopy' not supported"),
+    (DEST_URI, {}, BASE_FLAGS | libvirt.VIR_MIGRATE_NON_SHARED_DISK | libvirt.VIR_MIGRATE_NON_SHARED_INC, "VIR_ERR_INVALID_ARG",
+     "mutually exclusive"),
+    (DEST_URI, {}, BASE_FLAGS & ~libvirt.VIR_MIGRATE_PEER2PEER, "VIR_ERR_ARGUMENT_UNSUPPORTED", "direct migration is not supported"),
+    ("qemu:///system", {}, BASE_FLAGS, "VIR_ERR_INVALID_ARG", "Attempt to migrate guest to the same host"),
+    ("qemu+tcp://localhost/system", {}, BASE_FLAGS, "VIR_ERR_INVALID_ARG", "Attempt to migrate guest to the same host"),
+])
+def test_the_fake_refuses_bad_migration_calls(world, dest_uri, typed, flags, code, words):
+    domain = guest(world)
+    _libvirt_refuses(lambda: domain.migrateToURI3(dest_uri, typed, flags), code, words)
+    assert domain.current_state() == "running" and "web1" not in world.dest.domains
+
+
+def test_the_fake_refuses_bad_migrate3_calls(world):
+    domain = guest(world)
+    _libvirt_refuses(lambda: domain.migrate3(world.dest, {}, BASE_FLAGS | 1 << 30), "VIR_ERR_INVALID_ARG", "unsupported flags")
+    _libvirt_refuses(lambda: domain.migrate3(world.dest, {"bogus": 1}, BASE_FLAGS), "VIR_ERR_ARGUMENT_UNSUPPORTED", "'bogus'")
+    assert domain.current_state() == "running"
+
+
+@pytest.mark.parametrize("typed, problem", [
+    ({libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: "100"}, "an integer is required"),
+    ({libvirt.VIR_MIGRATE_PARAM_URI: 5}, "bad argument type"),
+])
+def test_the_fake_converts_parameters_like_the_binding(world, typed, problem):
+    with pytest.raises(TypeError, match=problem):
+        guest(world).migrateToURI3(DEST_URI, typed, BASE_FLAGS)
+
+
+@pytest.mark.parametrize("call", [
+    lambda domain: domain.migrateToURI3(DEST_URI, {}, BASE_FLAGS),
+    lambda domain: domain.jobStats(),
+    lambda domain: domain.abortJob(),
+    lambda domain: domain.migrateStartPostCopy(0),
+    lambda domain: domain.migrateSetMaxDowntime(300, 0),
+])
+def test_the_fake_refuses_job_calls_on_a_guest_that_does_not_run(world, call):
+    _libvirt_refuses(lambda: call(guest(world, state="shutoff")), "VIR_ERR_OPERATION_INVALID", "domain is not running")
+
+
+def _in_flight(domain, call):
+    """Start ``call``, a migration of ``domain``, in a thread; the thread, once the job runs."""
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    while not domain.job.active:
+        time.sleep(0.001)
+    return worker
+
+
+def test_the_fake_refuses_job_control_without_a_job(world):
+    domain = guest(world)
+    _libvirt_refuses(domain.abortJob, "VIR_ERR_OPERATION_INVALID", "no job is active on the domain")
+    _libvirt_refuses(lambda: domain.migrateStartPostCopy(0), "VIR_ERR_OPERATION_INVALID", "while outgoing migration is in progress")
+    assert domain.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED) == {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+
+
+def test_the_fake_refuses_postcopy_without_the_flag(world):
+    domain = guest(world, FakeJob(steps=None))
+    worker = _in_flight(domain, lambda: domain.migrateToURI3(DEST_URI, {}, BASE_FLAGS))
+    domain.jobStats()
+    _libvirt_refuses(lambda: domain.migrateStartPostCopy(0), "VIR_ERR_OPERATION_INVALID",
+                     "requires migration to be started with VIR_MIGRATE_POSTCOPY flag")
+    domain.job.finish("done")
+    worker.join(5)
+
+
+def test_every_option_makes_a_call_libvirt_takes(world):
+    """The flags and typed parameters of the options pass the fake's checks, which are libvirt's."""
+    for chosen in (dict(mode="auto", postcopy_bandwidth=100, auto_converge=True, auto_converge_initial=20, auto_converge_increment=5,
+                        bandwidth=50, compression="xbzrle", migrate_uri="tcp://198.18.1.2", tls=True, copy_storage="inc"),
+                   dict(parallel_connections=4, copy_storage="all", persist_dest=False, undefine_source=False)):
+        run, _domain = migration(world, FakeJob(steps=2), **chosen)
+        assert run.error is None, chosen
+        world.dest.domains.clear()
+
+
+def test_migrate3_moves_the_guest_to_the_connection(world):
+    domain = guest(world, FakeJob(steps=1))
+    moved = []
+    worker = _in_flight(domain, lambda: moved.append(domain.migrate3(world.dest, {}, BASE_FLAGS)))
+    domain.jobStats()
+    worker.join(5)
+    assert moved == [world.dest.domains["web1"]] and domain.current_state() == "shutoff"

@@ -125,7 +125,7 @@ def test_spec_from_libvirt_xml_reads_what_is_modelled_and_skips_the_rest():
     assert spec.port_forwards is None
     assert spec_from_xml("<network><name>x</name><forward/><ip address='10.0.0.1' netmask='255.255.0.0'/></network>").address == "10.0.0.1/16"
     assert spec_from_xml("<network><name>r</name><forward mode='route'/></network>").mode == "route"
-    with pytest.raises(VirtError, match="cannot parse the network XML"):
+    with pytest.raises(VirtError, match="^cannot read the network definition: "):
         spec_from_xml("<network>")
 
 
@@ -176,9 +176,9 @@ def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it
     (options(name=""), "name", "must be a non-empty string"),
     (options(name="a/b"), "name", "cannot contain '/'"),
     (options(address=None, dhcp=None, static_leases=None, port_forwards=None), "address", "mode nat needs the host's address"),
-    (options(address="198.18.100.1"), "address", "not an IPv4 host address with a prefix length"),
-    (options(address="198.18.100.300/24"), "address", "not an IPv4 host address"),
-    (options(address="fd00::1/64"), "address", "not an IPv4 host address"),
+    (options(address="198.18.100.1"), "address", "'198.18.100.1' needs a prefix length, like 198.18.100.1/24"),
+    (options(address="198.18.100.300/24"), "address", "'198.18.100.300/24' is not an IPv4 address with a prefix length"),
+    (options(address="fd00::1/64"), "address", "'fd00::1/64' is not an IPv4 address with a prefix length"),
     (options(address="198.18.100.0/24"), "address", "198.18.100.0 is not a host address of 198.18.100.0/24"),
     (options(address="198.18.100.255/24"), "address", "is not a host address"),
     (options(address="198.18.100.1/31"), "address", "leaves no room for guests"),
@@ -188,16 +188,16 @@ def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it
     (options(dhcp=dict(start="198.18.100.1", end="198.18.100.10")), "dhcp", "start 198.18.100.1 is the host's own address"),
     (options(dhcp=dict(start="198.18.100.100")), "dhcp", "needs both start and end, or neither (dhcp: {} removes the range)"),
     (options(dhcp=dict(start=None, end="198.18.100.100")), "dhcp", "needs both start and end, or neither"),
-    (options(mtu=-1), "mtu", "out of the range 68..65535 (0 returns to libvirt's default)"),
+    (options(mtu=-1), "mtu", "must be between 68 and 65535 (0 returns to libvirt's default), not -1"),
     (options(address=""), "address", "mode nat needs the host's address"),
-    (options(bridge=""), "bridge", "is not an interface name"),
+    (options(bridge=""), "bridge", "an interface name must not be empty"),
     (dict(name="store", mode="isolated", static_leases=[dict(mac="52:54:00:00:00:01", ip="10.0.0.2")]), "static_leases", "needs address"),
     (options(static_leases=[dict(mac="52:54:00:00:00:01", ip="198.18.200.5")]), "static_leases", "198.18.200.5 is not a guest address"),
     (options(static_leases=[dict(mac="52:54:00:00:00:0g", ip="198.18.100.5")]), "static_leases", "is not a MAC address"),
     (options(static_leases=[dict(mac="52:54:00:00:01", ip="198.18.100.5")]), "static_leases", "is not a MAC address"),
     (options(static_leases=[dict(mac="01:00:5e:00:00:01", ip="198.18.100.5")]), "static_leases", "is a multicast MAC address"),
     (options(static_leases=[dict(ip="198.18.100.5")]), "static_leases", "entry 1 needs mac and ip"),
-    (options(static_leases=[dict(mac="52:54:00:00:00:01", ip="198.18.100.5", name="web 1")]), "static_leases", "is not a host name"),
+    (options(static_leases=[dict(mac="52:54:00:00:00:01", ip="198.18.100.5", name="web 1")]), "static_leases", "entry 1: name 'web 1' is not a DNS name"),
     (options(static_leases=[dict(mac="52:54:00:00:00:01", ip="198.18.100.5"), dict(mac="52:54:00:00:00:01", ip="198.18.100.6")]),
      "static_leases", "entry 2: mac 52:54:00:00:00:01 is already given to another lease"),
     (options(static_leases=[dict(mac="52:54:00:00:00:01", ip="198.18.100.5"), dict(mac="52:54:00:00:00:02", ip="198.18.100.5")]),
@@ -206,12 +206,12 @@ def test_without_mode_the_definition_stays_and_forwards_are_validated_against_it
      "static_leases", "entry 2: name a is already given"),
     (options(port_forwards=[dict(host_port=80, guest_ip="198.18.99.5")]), "port_forwards", "is not a guest address of the network's subnet"),
     (options(port_forwards=[dict(host_port=0, guest_ip="198.18.100.5")]), "port_forwards", "out of the range 1..65535"),
-    (options(domain="lab example"), "domain", "is not a DNS domain name"),
-    (options(domain="-lab.example"), "domain", "is not a DNS domain name"),
-    (options(mtu=67), "mtu", "out of the range 68..65535"),
-    (options(bridge="a-very-long-bridge-name"), "bridge", "is not an interface name"),
-    (options(bridge="br/0"), "bridge", "is not an interface name"),
-    (options(bridge=".."), "bridge", "is not an interface name"),
+    (options(domain="lab example"), "domain", "'lab example' is not a DNS name"),
+    (options(domain="-lab.example"), "domain", "'-lab.example' is not a DNS name"),
+    (options(mtu=67), "mtu", "must be between 68 and 65535 (0 returns to libvirt's default), not 67"),
+    (options(bridge="a-very-long-bridge-name"), "bridge", "is 23 bytes long in UTF-8; Linux allows at most 15"),
+    (options(bridge="br/0"), "bridge", "interface name 'br/0' must not contain '/'"),
+    (options(bridge=".."), "bridge", "'..' is not a valid interface name"),
     (dict(name="store", mode="isolated", dhcp=dict(start="10.0.0.2", end="10.0.0.9")), "dhcp", "needs address"),
     (dict(name="store", mode="isolated", address="10.0.0.1/24", port_forwards=[dict(host_port=80, guest_ip="10.0.0.2")]),
      "port_forwards", "forwards need a network in mode nat, and 'store' is in mode isolated"),

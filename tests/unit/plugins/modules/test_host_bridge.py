@@ -14,9 +14,11 @@ import os
 
 import pytest
 
+from ansible_collections.arctictern.virt.plugins.module_utils import _host_bridge
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as nl
 from ansible_collections.arctictern.virt.plugins.modules import host_bridge
 from ansible_collections.arctictern.virt.tests.unit.utils import result_of
+from lab import netlink as lab_nl
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -34,7 +36,7 @@ def host(namespaces):
     """The host namespace's IPRoute, after building the topology."""
     with nl.open_ipr(namespaces["lan"]) as lan:
         with nl.open_ipr(namespaces["host"]) as ipr:
-            nl.create_veth_pair(ipr, "eth0", "lan0", peer_netns=namespaces["lan"])
+            lab_nl.create_veth_pair(ipr, "eth0", "lan0", peer_netns=namespaces["lan"])
             nl.set_up(lan, "lan0")
             nl.add_address(lan, "lan0", "10.9.0.254/24")
             nl.add_address(lan, "lan0", "fd00:9::fe/64")
@@ -50,7 +52,7 @@ def host(namespaces):
 def run(run_module, monkeypatch, namespaces):  # pylint: disable=unused-argument
     """run(**args) -> the module's result dict (failed=True on fail_json); the run_module fixture patches
     exit_json and fail_json."""
-    monkeypatch.setattr(host_bridge, "open_ipr", functools.partial(nl.open_ipr, netns=namespaces["host"]))
+    monkeypatch.setattr(_host_bridge, "open_ipr", functools.partial(nl.open_ipr, netns=namespaces["host"]))
     return lambda **args: result_of(host_bridge.main, args)
 
 
@@ -101,7 +103,7 @@ def test_present_diff_shows_ports_and_addresses(host, run):
 def test_check_mode_predicts_without_touching(host, run, namespaces):
     predicted = run(name=BRIDGE, uplink="eth0", mtu=1400, _ansible_check_mode=True, _ansible_diff=True)
     assert predicted["changed"] is True
-    assert not nl.link_exists(host, BRIDGE)
+    assert not lab_nl.link_exists(host, BRIDGE)
     assert nl.addresses(host, "eth0", scope="global") == UPLINK_ADDRESSES
     assert nl.link_info(host, "eth0")["mtu"] == 1500
     real = run(name=BRIDGE, uplink="eth0", mtu=1400, _ansible_diff=True)
@@ -116,9 +118,9 @@ def test_check_mode_reports_no_change_when_in_place(host, run):
 
 def test_nothing_reaches_the_root_namespace(host, run):
     run(name=BRIDGE, uplink="eth0")
-    assert nl.link_exists(host, BRIDGE)
+    assert lab_nl.link_exists(host, BRIDGE)
     with nl.open_ipr() as root:
-        assert not nl.link_exists(root, BRIDGE)
+        assert not lab_nl.link_exists(root, BRIDGE)
 
 
 def test_mtu_goes_to_bridge_and_uplink(host, run):
@@ -171,7 +173,7 @@ def test_absent_gives_everything_back(host, run):
     assert result["bridge"] == {"name": BRIDGE, "state": "absent"}
     assert result["diff"]["after"]["uplink"] == {"name": "eth0", "master": None, "mtu": 1500, "up": True,
                                                  "addresses": UPLINK_ADDRESSES}
-    assert not nl.link_exists(host, BRIDGE)
+    assert not lab_nl.link_exists(host, BRIDGE)
     assert nl.addresses(host, "eth0", scope="global") == UPLINK_ADDRESSES
     assert gateways(host) == {("ipv4", "10.9.0.254", "eth0", 100), ("ipv6", "fd00:9::fe", "eth0", 1024)}
     assert route_oif(host, "198.51.100.1") == "eth0"
@@ -190,7 +192,7 @@ def test_absent_check_mode_predicts_without_touching(host, run):
 def test_absent_without_uplink_just_deletes(host, run):
     run(name=BRIDGE, uplink="eth0")
     result = run(name=BRIDGE, state="absent")
-    assert result["changed"] is True and not nl.link_exists(host, BRIDGE)
+    assert result["changed"] is True and not lab_nl.link_exists(host, BRIDGE)
     assert nl.link_info(host, "eth0")["master"] is None
 
 
@@ -205,11 +207,11 @@ def test_unknown_uplink_fails_and_creates_nothing(host, run):
     result = run(name=BRIDGE, uplink="nosuch0")
     assert result["failed"] is True
     assert result["msg"] == "uplink: interface 'nosuch0' does not exist"
-    assert not nl.link_exists(host, BRIDGE)
+    assert not lab_nl.link_exists(host, BRIDGE)
 
 
 @pytest.mark.parametrize("args, message", [
-    (dict(name="b" * 16), "name: interface name '%s' is longer than 15 characters" % ("b" * 16)),
+    (dict(name="b" * 16), "name: interface name '%s' is 16 bytes long in UTF-8; Linux allows at most 15" % ("b" * 16)),
     (dict(name="br/0"), "name: interface name 'br/0' must not contain"),
     (dict(name="br 0"), "name: interface name 'br 0' must not contain"),
     (dict(name=""), "name: an interface name must not be empty"),
@@ -226,15 +228,26 @@ def test_bad_options_fail_naming_the_option(host, run, args, message):
     result = run(**args)
     assert result["failed"] is True
     assert result["msg"].startswith(message)
-    assert not nl.link_exists(host, BRIDGE)
+    assert not lab_nl.link_exists(host, BRIDGE)
     assert nl.addresses(host, "eth0", scope="global") == UPLINK_ADDRESSES
+
+
+def test_mtu_below_1280_is_refused_while_ipv6_is_carried(host, run):
+    result = run(name=BRIDGE, uplink="eth0", mtu=1000)
+    assert result["msg"] == "mtu: must be between 1280 and 65535 for IPv6, not 1000"
+    assert not lab_nl.link_exists(host, BRIDGE)
+    assert nl.addresses(host, "eth0", scope="global") == UPLINK_ADDRESSES
+    for route in nl.default_routes(host, "ipv6"):
+        nl.remove_default_route(host, route)
+    nl.remove_address(host, "eth0", "fd00:9::1/64")
+    assert run(name=BRIDGE, uplink="eth0", mtu=1000)["bridge"]["mtu"] == 1000
 
 
 def test_uplink_that_is_a_bridge_is_refused(host, run):
     nl.create_bridge(host, "br-other")
     result = run(name=BRIDGE, uplink="br-other")
     assert result["msg"] == "uplink: 'br-other' is a bridge and cannot be a bridge port"
-    assert not nl.link_exists(host, BRIDGE)
+    assert not lab_nl.link_exists(host, BRIDGE)
 
 
 def test_uplink_of_another_bridge_is_refused(host, run):
@@ -242,7 +255,7 @@ def test_uplink_of_another_bridge_is_refused(host, run):
     nl.set_master(host, "eth0", "br-other")
     result = run(name=BRIDGE, uplink="eth0")
     assert result["msg"] == "uplink: 'eth0' is already a port of 'br-other'"
-    assert not nl.link_exists(host, BRIDGE)
+    assert not lab_nl.link_exists(host, BRIDGE)
     assert nl.link_info(host, "eth0")["master"] == "br-other"
 
 

@@ -74,6 +74,12 @@ def test_bad_input_fails_naming_the_option(hosts, run_module, args, option, word
     assert domain.called("migrateToURI3") == 0
 
 
+def test_options_are_checked_before_any_connection(hosts, run_module):
+    result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI, "postcopy_bandwidth": 100})
+    assert result["msg"].startswith("postcopy_bandwidth: only applies when the job can switch to post-copy")
+    assert hosts[2].opened == []
+
+
 def test_unknown_mode_is_refused_by_the_argument_spec(hosts, run_module):
     result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI, "mode": "turbo"})
     assert "mode" in result["msg"] and "precopy, postcopy, auto" in result["msg"]

@@ -15,7 +15,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _network_task
-from ansible_collections.arctictern.virt.plugins.module_utils._network import pretty
+from ansible_collections.arctictern.virt.plugins.module_utils._xml import pretty
 from ansible_collections.arctictern.virt.plugins.modules import network
 from ansible_collections.arctictern.virt.tests.unit.network_catalogue import (
     ENTRIES, TEST_DRIVER_DROPS, changes_for, definition, diff_problems,
