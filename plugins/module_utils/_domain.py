@@ -340,10 +340,6 @@ class DefinitionChange:
     def changed(self):
         return bool(self.changes)
 
-    def for_ansible(self, name):
-        return dict(before=self.before, after=self.after,
-                    before_header="guest %s (defined)" % name, after_header="guest %s (wanted)" % name)
-
 
 def changed_options(current, desired):
     """The options whose value differs. ``current`` None means the guest is not defined yet: every option set."""
@@ -515,6 +511,14 @@ def record_live_addresses(domain, spec):
 
 def is_active(domain):
     return bool(call("reading state of guest '%s'" % domain.name(), domain.isActive))
+
+
+def set_autostart(domain, autostart):
+    call("setting autostart of guest '%s'" % domain.name(), domain.setAutostart, int(autostart))
+
+
+def pause(domain):
+    call("pausing guest '%s'" % domain.name(), domain.suspend)
 
 
 def start(domain):

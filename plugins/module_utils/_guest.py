@@ -7,6 +7,7 @@ again."""
 from __future__ import annotations
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
+from ansible_collections.arctictern.virt.plugins.module_utils._changes import Changes
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import ADDRESSES_CHANGE
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import spec_from_xml
 from ansible_collections.arctictern.virt.plugins.module_utils._xml import pretty
@@ -25,7 +26,7 @@ def _check_networks(conn, params, spec):
             raise InvalidOption("nics[%d].network" % index, "there is no libvirt network '%s' at %s" % (nic.source, params["uri"]))
 
 
-def _ensure_definition(module, conn, domain, defined_xml, was_active, result):
+def _ensure_definition(module, changes, conn, domain, defined_xml, was_active):
     """Define or update the guest when the task describes it (``was_active``: it runs, which defining keeps).
 
     ``defined_xml`` is the guest's inactive XML (None: not defined); it is edited, never written anew.
@@ -39,40 +40,35 @@ def _ensure_definition(module, conn, domain, defined_xml, was_active, result):
     desired = domains.complete_from_host(domains.spec_from_options(params, virt_type, current), caps)
     _check_networks(conn, params, desired)
     overlays = domains.missing_overlays(desired)
-    diff = domains.plan_definition(defined_xml, desired)
-    result["changes"] = diff.changes
-    if module._diff and diff.changed:
-        result["diff"] = diff.for_ansible(desired.name)
-    if not (diff.changed or overlays):
-        return domain, diff, desired, []
-    result["changed"] = True
-    if module.check_mode:
-        return domain, diff, desired, []
-    created = domains.create_overlays(module, overlays)
-    if not diff.changed:
-        return domain, diff, desired, created
+    plan = domains.plan_definition(defined_xml, desired)
+    created = []
+    if overlays:
+        created = changes.act(domains.create_overlays, module, overlays) or []
+    if not plan.changed:
+        return domain, plan, desired, created
+    changes.record(*plan.changes)
+    changes.diff(plan.before, plan.after, "guest %s (defined)" % desired.name, "guest %s (wanted)" % desired.name)
     try:
-        domain = domains.define(conn, desired.name, diff.after)
+        # None in check mode: the guest stays as it was, None when it is new.
+        domain = changes.act(domains.define, conn, desired.name, plan.after) or domain
     except Exception:
         domains.remove_files(created)
         raise
-    if ADDRESSES_CHANGE in diff.changes and was_active:
-        domains.record_live_addresses(domain, desired)
-    return domain, diff, desired, created
+    if ADDRESSES_CHANGE in plan.changes and was_active:
+        changes.act(domains.record_live_addresses, domain, desired)
+    return domain, plan, desired, created
 
 
-def _ensure_autostart(module, domain, result):
+def _ensure_autostart(module, changes, domain):
     wanted = module.params["autostart"]
     current = bool(call("reading autostart", domain.autostart)) if domain is not None else False
     if wanted is None or wanted == current:
         return current
-    result["changed"] = True
-    if not module.check_mode:
-        call("setting autostart of guest '%s'" % domain.name(), domain.setAutostart, int(wanted))
+    changes.act(domains.set_autostart, domain, wanted)
     return wanted
 
 
-def _ensure_power(module, domain, state, result):
+def _ensure_power(module, changes, domain, state):
     """Bring the guest to ``state``; returns the resulting power state (predicted in check mode)."""
     now = domain_state(domain) if domain is not None else "shutoff"
     active = domains.is_active(domain) if domain is not None else False
@@ -82,44 +78,33 @@ def _ensure_power(module, domain, state, result):
         return now
     if state in ("running", "paused"):
         if now in ("paused", "pmsuspended") or not active:
-            result["changed"] = True
-            if not module.check_mode:
-                domains.start(domain)
+            changes.act(domains.start, domain)
             now = "running"
         if state == "paused" and now != "paused":
-            result["changed"] = True
-            if not module.check_mode:
-                call("pausing guest '%s'" % domain.name(), domain.suspend)
+            changes.act(domains.pause, domain)
             now = "paused"
         return now
     if not active:
         return now
-    result["changed"] = True
-    if module.check_mode:
-        return "shutoff"
     if state == "destroyed":
-        domains.destroy(domain)
-    elif domains.shutdown(domain, module.params["shutdown_timeout"], module.params["force"]) == "destroyed":
+        changes.act(domains.destroy, domain)
+    elif changes.act(domains.shutdown, domain, module.params["shutdown_timeout"], module.params["force"]) == "destroyed":
         module.warn("guest '%s' did not shut down within %s seconds and was powered off (force: true)"
                     % (domain.name(), module.params["shutdown_timeout"]))
-    return domain_state(domain)
+    return "shutoff" if changes.check_mode else domain_state(domain)
 
 
-def _remove(module, domain, name, result):
-    result["guest"] = dict(name=name, state="absent")
-    if domain is None:
-        return result
-    result["changed"] = True
-    persistent = bool(call("reading guest '%s'" % name, domain.isPersistent))
-    if module._diff and persistent:
-        result["diff"] = dict(before=pretty(domains.inactive_xml(domain), "guest definition"), after="",
-                              before_header="guest %s (defined)" % name, after_header="guest %s (removed)" % name)
-    if not module.check_mode:
-        domains.destroy(domain)
+def _remove(changes, domain, name):
+    if domain is not None:
+        persistent = bool(call("reading guest '%s'" % name, domain.isPersistent))
+        if persistent:
+            changes.diff(pretty(domains.inactive_xml(domain), "guest definition"), "",
+                         "guest %s (defined)" % name, "guest %s (removed)" % name)
+        changes.act(domains.destroy, domain)
         # A transient guest is gone once it is off.
         if persistent:
-            domains.undefine(domain)
-    return result
+            changes.act(domains.undefine, domain)
+    return changes.result(dict(guest=dict(name=name, state="absent")))
 
 
 def ensure_guest(module):
@@ -128,35 +113,36 @@ def ensure_guest(module):
     state = params["state"]
     if params["shutdown_timeout"] < 0:
         raise InvalidOption("shutdown_timeout", "must be 0 or more seconds")
-    result = dict(changed=False, restart_needed=False, changes=[])
+    changes = Changes(module, definition=True)
     with connection(params["uri"], params["connect_timeout"]) as conn:
         domain = lookup_domain(conn, name)
         if state == "absent":
-            return _remove(module, domain, name, result)
+            return _remove(changes, domain, name)
         if domain is None and not domains.definition_requested(params):
             domains.require_guest(domain, name, state)
         defined_xml = domains.inactive_xml(domain) if domain is not None else None
         was_active = domains.is_active(domain) if domain is not None else False
         is_new = domain is None
-        domain, diff, desired, created = _ensure_definition(module, conn, domain, defined_xml, was_active, result)
-        autostart = _ensure_autostart(module, domain, result)
+        domain, plan, desired, created = _ensure_definition(module, changes, conn, domain, defined_xml, was_active)
+        autostart = _ensure_autostart(module, changes, domain)
         try:
-            power = _ensure_power(module, domain, state, result)
+            power = _ensure_power(module, changes, domain, state)
         except VirtError as error:
             # Some problems only show when the guest starts (a missing bridge or disk file): a guest this task
             # created is removed again rather than left half-made.
-            if is_new and domain is not None and not module.check_mode:
+            if is_new and domain is not None and not changes.check_mode:
                 domains.undefine(domain)
                 domains.remove_files(created)
                 raise VirtError("%s (the new guest was not kept)" % error.msg, **error.details) from None
             raise
-        needs_boot = [change for change in result["changes"] if change != ADDRESSES_CHANGE]
-        result["restart_needed"] = bool(needs_boot) and was_active and power not in ("shutoff", "crashed")
-        if domain is not None and not (module.check_mode and result["changes"]):
+        needs_boot = [option for option in changes.options if option != ADDRESSES_CHANGE]
+        changes.restart_needed = bool(needs_boot) and was_active and power not in ("shutoff", "crashed")
+        result = {}
+        if domain is not None and not (changes.check_mode and changes.options):
             result["xml"] = domains.inactive_xml(domain)
             final = spec_from_xml(result["xml"])
         else:
-            result["xml"] = diff.after
+            result["xml"] = plan.after
             final = desired
         result["guest"] = domains.describe(final, power, autostart)
-    return result
+    return changes.result(result)

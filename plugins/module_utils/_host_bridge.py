@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _validate
+from ansible_collections.arctictern.virt.plugins.module_utils._changes import Changes
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._netlink import (
     add_address,
@@ -184,24 +185,30 @@ def predict(before, params):
     return after
 
 
-def ensure(ipr, params, check_mode=False):
-    """Bring the host to the state the params ask for; return (changed, before, after)."""
+def ensure(ipr, params, changes):
+    """Bring the host to the state the params ask for (in check mode: predict it), recording it in ``changes``;
+    returns the snapshot after."""
     bridge, uplink = validate(ipr, params)
     before = snapshot(ipr, params)
     plan = plan_present if params["state"] == "present" else plan_absent
     steps = plan(ipr, params, bridge, uplink)
-    if check_mode:
-        return bool(steps), before, predict(before, params)
-    # Each step says whether it changed something; every step must run, so no short-circuiting any().
-    results = [step(ipr) for step in steps]
-    return any(results), before, snapshot(ipr, params)
+    if changes.check_mode:
+        if steps:
+            changes.record()
+        after = predict(before, params)
+    else:
+        # Each step says whether it changed something, and every step must run.
+        for step in steps:
+            if step(ipr):
+                changes.record()
+        after = snapshot(ipr, params)
+    changes.diff(before, after)
+    return after
 
 
 def ensure_host_bridge(module):
     """The module's run: the result dict (bridge, changed, diff)."""
+    changes = Changes(module)
     with open_ipr() as ipr:
-        changed, before, after = ensure(ipr, module.params, module.check_mode)
-    result = {"changed": changed, "bridge": after["bridge"]}
-    if module._diff:
-        result["diff"] = {"before": before, "after": after}
-    return result
+        after = ensure(ipr, module.params, changes)
+    return changes.result({"bridge": after["bridge"]})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _validate
+from ansible_collections.arctictern.virt.plugins.module_utils._changes import Changes
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import Iptables, current_forwards, plan
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import call, connection, lookup_network
@@ -52,14 +53,11 @@ class NetworkTask:
         self.params = module.params
         self.conn = conn
         self.name = module.params["name"]
-        self.changed = False
+        self.changes = Changes(module, definition=True)
 
     def change(self, what, obj, method, *args):
         """Count a change; make it (``obj.method(*args)``) outside check mode, where ``obj`` may not exist yet."""
-        self.changed = True
-        if self.module.check_mode:
-            return None
-        return call("%s network '%s'" % (what, self.name), getattr(obj, method), *args)
+        return self.changes.act(lambda: call("%s network '%s'" % (what, self.name), getattr(obj, method), *args))
 
     def read(self, what, func, *args):
         return call("%s network '%s'" % (what, self.name), func, *args)
@@ -78,37 +76,36 @@ class NetworkTask:
         persistent = bool(net) and bool(self.read("reading persistence of", net.isPersistent))
         before = _run_state(was_active, autostart, current_forwards(tables, self.name)) if net else {}
         if state == "absent":
-            result = self.remove(net, was_active, persistent, iptables, tables)
+            result, wanted_xml, run_state = self.remove(net, was_active, persistent, iptables, tables)
         else:
-            result = self.ensure(net, defined, current, spec, was_active, autostart, persistent, iptables, tables)
-        result["changed"] = self.changed
-        if self.module._diff:
-            result["diff"] = [
-                dict(before=pretty(defined, "network definition") if persistent else "", after=result.pop("_after"),
-                     before_header="network %s (defined)" % self.name, after_header="network %s (wanted)" % self.name),
-                dict(before=before, after=result.pop("_run_state"),
-                     before_header="network %s (state)" % self.name, after_header="network %s (state)" % self.name),
-            ]
-        result.pop("_after", None)
-        result.pop("_run_state", None)
-        return result
+            result, wanted_xml, run_state = self.ensure(net, defined, current, spec, was_active, autostart, persistent,
+                                                        iptables, tables)
+        self.changes.diff(pretty(defined, "network definition") if persistent else "", wanted_xml,
+                          "network %s (defined)" % self.name, "network %s (wanted)" % self.name)
+        self.changes.diff(before, run_state, "network %s (state)" % self.name, "network %s (state)" % self.name)
+        return self.changes.result(result)
 
     def remove(self, net, was_active, persistent, iptables, tables):
+        """Stop and undefine the network; returns (result, wanted XML, run state), the last two for --diff."""
         # Persistence was asked first: a transient network is gone once stopped.
         if was_active:
             self.change("stopping", net, "destroy")
         if persistent:
             self.change("undefining", net, "undefine")
         commands = self.forwards(iptables, tables, ())
-        return dict(network={}, restart_needed=False, firewall_commands=commands, changes=[], _after="", _run_state={})
+        return dict(network={}, firewall_commands=commands), "", {}
 
     def ensure(self, net, defined, current, spec, was_active, autostart, persistent, iptables, tables):
+        """Define, start or stop and forward as asked; returns (result, wanted XML, run state), the last two for
+        --diff."""
         state = self.params["state"]
-        changes = definition_changes(current, spec)
+        changed_options = definition_changes(current, spec)
+        if changed_options:
+            self.changes.record(*changed_options)
         # The defined XML edited where the options differ from it (a new network: the skeleton edited).
         xml = render_xml(spec, defined)
         # A transient network is defined as it runs, with the edits.
-        define = bool(changes) or not persistent
+        define = bool(changed_options) or not persistent
         if define:
             net = self.change("defining", self.conn, "networkDefineXML", xml) or net
 
@@ -118,7 +115,7 @@ class NetworkTask:
             autostart = wanted_autostart
 
         stale = was_active and spec_from_xml(self.read("reading", net.XMLDesc, 0)) != spec
-        started = restart_needed = False
+        started = False
         if state == "active" and not was_active:
             started = True
             self.change("starting", net, "create")
@@ -129,10 +126,10 @@ class NetworkTask:
             self.change("stopping", net, "destroy")
             self.change("starting", net, "create")
         else:
-            restart_needed = stale
+            self.changes.restart_needed = stale
         active = state == "active" or (state == "present" and was_active)
 
-        if iptables and started and not self.module.check_mode:
+        if iptables and started and not self.changes.check_mode:
             tables = iptables.tables()  # starting the network put libvirt's jumps on top of FORWARD
         if not active or spec.mode != "nat":
             wanted = ()
@@ -143,7 +140,7 @@ class NetworkTask:
         commands = self.forwards(iptables, tables, wanted)
 
         final = spec
-        if define and not self.module.check_mode:
+        if define and not self.changes.check_mode:
             result_xml = self.read("reading", net.XMLDesc, XML_INACTIVE)
             final = spec_from_xml(result_xml)  # with what libvirt filled in: UUID, bridge name, MAC
         elif define:
@@ -151,8 +148,8 @@ class NetworkTask:
         else:
             result_xml = defined
         forwards = wanted if iptables else ()
-        return dict(network=describe(final, active, autostart, forwards), xml=result_xml, restart_needed=restart_needed,
-                    firewall_commands=commands, changes=changes, _after=xml, _run_state=_run_state(active, autostart, forwards))
+        result = dict(network=describe(final, active, autostart, forwards), xml=result_xml, firewall_commands=commands)
+        return result, xml, _run_state(active, autostart, forwards)
 
     def forwards(self, iptables, tables, wanted):
         """Bring the network's iptables rules to ``wanted``; the argv lists run (or to run, in check mode)."""
@@ -160,9 +157,7 @@ class NetworkTask:
             return []
         commands = plan(tables, self.name, wanted)
         if commands:
-            self.changed = True
-            if not self.module.check_mode:
-                iptables.apply(commands)
+            self.changes.act(iptables.apply, commands)
         return [iptables.argv(command) for command in commands]
 
 

@@ -142,6 +142,7 @@ def test_update_running_guest_keeps_uuid_macs_addresses_and_asks_for_restart(hos
     # The running guest is untouched until its next boot.
     assert domain.XMLDesc(0) == live and domain.current_state() == "running"
     assert "524288" in result["diff"]["before"] and "1048576" in result["diff"]["after"]
+    assert (result["diff"]["before_header"], result["diff"]["after_header"]) == ("guest web1 (defined)", "guest web1 (wanted)")
     assert run_module(guest.main, args(memory=1024, nics=[dict(network="default"), dict(network="lab")]))["changed"] is False
 
 
@@ -279,6 +280,7 @@ def test_absent_powers_off_and_undefines_but_keeps_disks(host, run_module, tmp_p
     assert domain.undefined_with & libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
     assert disk.read_text() == "image"
     assert result["diff"]["after"] == "" and "<name>web1</name>" in result["diff"]["before"]
+    assert (result["diff"]["before_header"], result["diff"]["after_header"]) == ("guest web1 (defined)", "guest web1 (removed)")
     assert run_module(guest.main, dict(name="web1", state="absent"))["changed"] is False
 
 
