@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from lab.namespaces import HostNamespaces
-from lab.topology import NS_DIR
+from lab.topology import ETC_SSH, NS_DIR
 
 LIBVIRTD = "/usr/sbin/libvirtd"
 # Each host's private copy of these directories is bind-mounted over the real path inside its mount namespace.
@@ -39,12 +39,86 @@ def _write_conf(path, settings):
     path.write_text("".join("%s = %s\n" % (key, _setting(value)) for key, value in settings.items()))
 
 
-class HypervisorDaemon:
+class LabDaemon:
+    """A program the lab runs inside one hypervisor's namespaces, found again through its pid file: ``lab up`` exits
+    and leaves it to PID 1, which here is no init system and reaps nothing."""
+
+    program = None   # the absolute path, which /proc/PID/cmdline starts with
+    name = None
+
     def __init__(self, lab_host):
         self.host = lab_host
         self.namespaces = HostNamespaces("/run/netns/%s" % lab_host.netns, NS_DIR, lab_host.name)
-        self.log_file = lab_host.state_dir / "libvirtd.out"
-        self.pid_file = lab_host.state_dir / "run" / "libvirtd.pid"
+        self.log_file = lab_host.state_dir / ("%s.out" % self.name)
+
+    @property
+    def pid_file(self):
+        """The pid file as seen from the root namespace."""
+        raise NotImplementedError
+
+    def argv(self):
+        raise NotImplementedError
+
+    def ready(self):
+        """Whether the started daemon serves (beyond having written its pid file)."""
+        return True
+
+    def pid(self):
+        """The running daemon's PID, or None (a killed daemon may linger as a zombie: that counts as not running)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            status = Path("/proc/%d/status" % pid).read_text()
+            command = Path("/proc/%d/cmdline" % pid).read_bytes()
+        except (OSError, ValueError):
+            return None
+        state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
+        # A pid file left by a reboot may name a PID that another program has since. "in", not "startswith": sshd
+        # rewrites its command line ("sshd: /usr/sbin/sshd -D ... [listener] ...").
+        return pid if state not in ("Z", "X") and self.program.encode() in command else None
+
+    def start(self, timeout=30):
+        if self.pid():
+            return False
+        self.pid_file.unlink(missing_ok=True)
+        with open(self.log_file, "ab") as log:
+            subprocess.Popen(  # pylint: disable=subprocess-popen-preexec-fn,consider-using-with
+                self.argv(), preexec_fn=self.namespaces.enter, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid() and self.ready():
+                return True
+            time.sleep(0.1)
+        raise RuntimeError("%s of %s did not come up; see %s" % (self.name, self.host.name, self.log_file))
+
+    def stop(self, timeout=15):
+        pid = self.pid()
+        if not pid:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.pid() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.pid():
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+
+class HypervisorDaemon(LabDaemon):
+    """The host's libvirtd."""
+
+    program = LIBVIRTD
+    name = "libvirtd"
+
+    @property
+    def pid_file(self):
+        return self.host.state_dir / "run" / "libvirtd.pid"
+
+    def argv(self):
+        return [LIBVIRTD, "--listen", "--pid-file", "/run/libvirt/libvirtd.pid"]
+
+    def ready(self):
+        return self.host.socket.exists()
 
     def prepare(self):
         """Private directories and configuration; idempotent (keeps a running daemon's state)."""
@@ -83,44 +157,7 @@ class HypervisorDaemon:
             "migration_host": self.host.link_address,
         })
         if not self.namespaces.exists():
-            self.namespaces.create({state / sub: target for sub, target in PRIVATE_DIRS.items()})
-
-    def pid(self):
-        """The running daemon's PID, or None (a killed daemon may linger as a zombie: that counts as not running)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            status = Path("/proc/%d/status" % pid).read_text()
-            command = Path("/proc/%d/cmdline" % pid).read_bytes()
-        except (OSError, ValueError):
-            return None
-        state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
-        # A pid file left by a reboot may name a PID that another program has since.
-        return pid if state not in ("Z", "X") and command.startswith(LIBVIRTD.encode()) else None
-
-    def start(self, timeout=30):
-        if self.pid():
-            return False
-        self.pid_file.unlink(missing_ok=True)
-        with open(self.log_file, "ab") as log:
-            subprocess.Popen(  # pylint: disable=subprocess-popen-preexec-fn,consider-using-with
-                [LIBVIRTD, "--listen", "--pid-file", "/run/libvirt/libvirtd.pid"],
-                preexec_fn=self.namespaces.enter, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.pid() and self.host.socket.exists():
-                return True
-            time.sleep(0.1)
-        raise RuntimeError("libvirtd of %s did not come up; see %s" % (self.host.name, self.log_file))
-
-    def stop(self, timeout=15):
-        pid = self.pid()
-        if not pid:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.pid() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.pid():
-            os.kill(pid, signal.SIGKILL)
-        return True
+            self.host.ssh_dir.mkdir(parents=True, exist_ok=True)
+            binds = {state / sub: target for sub, target in PRIVATE_DIRS.items()}
+            binds[self.host.ssh_dir] = ETC_SSH
+            self.namespaces.create(binds)

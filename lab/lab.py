@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
 
+from lab import ssh
 from lab.daemon import HypervisorDaemon
 from lab.image import ensure_image
 from lab.namespaces import CLONE_NEWNET, is_mountpoint, make_private_mount, setns, umount
@@ -115,11 +116,13 @@ def up(log=print):
     image = ensure_image(log)
     make_private_mount(NS_DIR)
     build_network()
+    ssh.prepare(HYPERVISORS)
     for hypervisor in HYPERVISORS:
         daemon = HypervisorDaemon(hypervisor)
         daemon.prepare()
-        if daemon.start():
-            log("started libvirtd of %s (pid %s)" % (hypervisor.name, daemon.pid()))
+        for service in (daemon, ssh.SSHDaemon(hypervisor)):
+            if service.start():
+                log("started %s of %s (pid %s)" % (service.name, hypervisor.name, service.pid()))
     previous = read_state() or {}
     virt_type = previous.get("virt_type") or probe_virt_type(image)
     state = {
@@ -166,6 +169,7 @@ def _describe(host):
         "link_address": host.link_address,
         "uri": host.uri if daemon else None,
         "migration_uri": host.migration_uri if daemon else None,
+        "ssh_uri": host.ssh_uri if daemon else None,
         "daemon_pid": daemon.pid() if daemon else None,
         "enter": enter,
         "python": _write_interpreter(host, enter, inside),

@@ -12,6 +12,10 @@ NETNS_PREFIX = "atv-"
 SWITCH = "lan"              # the namespace and bridge that form the shared guest LAN
 LAN_PREFIX = 24
 LINK_PREFIX = 24
+# The key the lab's hypervisors log in to each other with (root, over SSH on the LAN), and where each hypervisor
+# finds its own ssh configuration: its private directory is bind-mounted over /etc/ssh inside its mount namespace.
+SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
+ETC_SSH = "/etc/ssh"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,17 @@ class LabHost:
     def migration_uri(self):
         """How the other hypervisors' daemons reach this one (peer-to-peer, over the migration link)."""
         return "qemu+tcp://%s/system" % self.link_address
+
+    @property
+    def ssh_dir(self):
+        """The host's own /etc/ssh (sshd configuration, host key, known hosts), as seen from the root namespace."""
+        return self.state_dir / "ssh"
+
+    @property
+    def ssh_uri(self):
+        """The production layout: how the other hypervisors reach this one over SSH on the LAN (management), with
+        the lab's key; the host key is checked against the lab's known hosts (no_tty: no one to ask for anything)."""
+        return "qemu+ssh://root@%s/system?keyfile=%s&no_tty=1" % (self.lan_address, SSH_KEY)
 
 
 HOSTS = (

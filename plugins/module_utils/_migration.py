@@ -15,16 +15,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import socket
 import threading
 import time
 import typing
 import xml.etree.ElementTree as ET
 from typing import Optional
+from urllib.parse import urlsplit
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
+from ansible_collections.arctictern.virt.plugins.module_utils._validate import is_local_uri
 
 MODES = ("precopy", "postcopy", "auto")
 COMPRESSIONS = ("none", "xbzrle")
@@ -38,6 +41,14 @@ SAMPLE_INTERVAL = 0.5
 MAX_SAMPLES = 240
 # How long to wait, after migrateToURI3 returned, for the job-completed event that carries the final statistics.
 COMPLETED_EVENT_WAIT = 2.0
+# A job whose data has not moved for this long, with memory still to send, is stuck on a dead migration link: TCP
+# alone would take about 15 minutes to fail it, and when the management connection takes another path (qemu+ssh on
+# the management network) libvirt's keepalive on it never notices. Longer than that keepalive (5 s x 5), so that a
+# link that carries both fails the way libvirt fails it.
+STALL_SECONDS = 30.0
+# libvirt's first migration port, where a destination listens when migrate_uri names no port.
+MIGRATION_PORT = 49152
+SSH_PORT = 22
 
 # Options that must be greater than zero when given.
 POSITIVE_OPTIONS = ("bandwidth", "postcopy_bandwidth", "max_downtime", "timeout", "postcopy_after",
@@ -365,8 +376,12 @@ class Migration:  # pylint: disable=too-many-instance-attributes
         self.postcopy_started = False
         self.timed_out = False
         self.aborted = False
+        self.stalled = False
         self.suspended = False
         self._start = None
+        # The data counter last seen and when it last moved (the stall watch).
+        self._processed = None
+        self._moved_at = None
         self._events = False
         self._downtime_set = False
         self._failed_calls = set()
@@ -435,6 +450,7 @@ class Migration:  # pylint: disable=too-many-instance-attributes
             self.transferring = self.transferring or stats.get("memory_iteration", 0) >= 1 or stats.get("data_processed", 0) > 0
             if self.transferring:
                 self._sample(stats)
+                self._check_stall(stats)
             self._tune()
         if not self._events:
             # With events the lifecycle event tells when post-copy starts. Polling the state then is not only
@@ -459,6 +475,19 @@ class Migration:  # pylint: disable=too-many-instance-attributes
         if len(self.progress) > MAX_SAMPLES:
             # A long job keeps its whole course at a coarser grain.
             self.progress = self.progress[::2]
+
+    def _check_stall(self, stats):
+        """Abort a pre-copy job whose data stopped moving for STALL_SECONDS while memory remains to be sent."""
+        processed = stats.get("data_processed", 0)
+        if processed != self._processed:
+            self._processed, self._moved_at = processed, self.elapsed()
+            return
+        stalled_for = self.elapsed() - self._moved_at
+        if self.stalled or self.postcopy_started or not stats.get("data_remaining") or stalled_for < STALL_SECONDS:
+            return
+        if self._try("abort", self.domain.abortJob):
+            self.stalled = True
+            self._event("stalled", seconds=round(stalled_for, 1), data_processed=processed)
 
     def _tune(self):
         max_downtime = self.options.max_downtime
@@ -609,10 +638,47 @@ def probe(uri, timeout):
     try:
         conn = _libvirt.connect(uri, timeout)
     except ConnectionFailed as error:
-        return probe_kind(error.error), _connect_reason(error)
+        kind = probe_kind(error.error)
+        ssh = ssh_endpoint(uri)
+        if kind == "error" and ssh and _socket_errno(error.error) == errno.EIO:
+            # The ssh client ended before libvirt answered, whether its server was out of reach or the daemon behind
+            # it was gone: a server that still answers on the ssh port tells the host is up and the daemon is not.
+            kind = "down" if tcp_answers(ssh[0], ssh[1], timeout) else "unreachable"
+        return kind, _connect_reason(error)
     with contextlib.suppress(Exception):
         conn.close()
     return "ok", ""
+
+
+def ssh_endpoint(uri):
+    """(host, port) of the ssh server a qemu+ssh:// URI goes through, else None."""
+    parts = urlsplit(uri)
+    if not parts.scheme.endswith("+ssh") or not parts.hostname:
+        return None
+    return parts.hostname, parts.port or SSH_PORT
+
+
+def tcp_answers(host, port, timeout):
+    """Whether ``host`` answers a TCP connection to ``port`` from here; a refusal is an answer too."""
+    try:
+        with socket.create_connection((host, port), timeout):
+            return True
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def data_link_answers(options, timeout):
+    """Whether the destination's address in ``migrate_uri`` answers from here (see ``tcp_answers``); None when this
+    process cannot tell: only a tcp:// migrate_uri names where the data goes, and only a module on the source host
+    (a local ``uri``) sends from where the data leaves."""
+    if not options.migrate_uri or not is_local_uri(options.uri):
+        return None
+    parts = urlsplit(options.migrate_uri)
+    if parts.scheme != "tcp" or not parts.hostname:
+        return None
+    return tcp_answers(parts.hostname, parts.port or MIGRATION_PORT, timeout)
 
 
 def probe_kind(error):
@@ -641,10 +707,11 @@ def source_state(conn, uuid):
         return None
 
 
-def classify(migration, state, probed):
+def classify(migration, state, probed, data_link=None):
     """(cause, message) for the failed ``migration`` (its ``error``, what the monitor saw), from the guest's
-    ``state`` on the source afterwards (see ``source_state``) and ``probed``, the destination's answer to a fresh
-    connection after the failure (see ``probe``)."""
+    ``state`` on the source afterwards (see ``source_state``), ``probed``, the destination's answer to a fresh
+    connection after the failure (see ``probe``) and ``data_link``, whether the destination's migration address
+    still answers (see ``data_link_answers``; None: not known)."""
     kind, probe_message = probed
     error = migration.error
     reason = _libvirt.error_message(error)
@@ -657,6 +724,12 @@ def classify(migration, state, probed):
             "post-copy had already started, so the guest cannot roll back to the source: its memory is split between "
             "source and destination. It stays paused until the migration is resumed (libvirt's post-copy recovery, "
             "VIR_MIGRATE_POSTCOPY_RESUME) once %s is reachable again, or it is lost if that host is gone. libvirt: %s." % (dest, reason))
+    # QEMU may end a job aborted for a stall as cancelled or as failed (its write on the socket the cancel shut down
+    # can fail first): the stall decides, not the error.
+    if migration.stalled:
+        still = "; %s still answers, so only the migration link failed" % dest if kind == "ok" else ""
+        return "link_cut", ("the migration link was cut mid-migration: no data moved for %g s, so the job was aborted%s; libvirt: %s."
+                            % (STALL_SECONDS, still, reason))
     if migration.aborted and error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
         return "timeout", "timeout: the migration did not finish within %g s and was aborted (timeout_action=abort)." % migration.options.timeout
     # Before any page moved, the source daemon's own connection to the destination may have failed to open.
@@ -666,6 +739,10 @@ def classify(migration, state, probed):
     if kind == "down":
         return "destination_died", ("the destination daemon died mid-migration: %s no longer accepts connections (%s); libvirt: %s."
                                     % (dest, probe_message, reason))
+    if kind == "unreachable" and data_link:
+        # dest_uri takes another path than the data (qemu+ssh on the management network, say): that path is lost.
+        return "destination_unreachable", ("the management connection was lost mid-migration: %s cannot be reached any more (%s), "
+                                           "while the migration link still answers; libvirt: %s." % (dest, probe_message, reason))
     if kind == "unreachable":
         return "link_cut", ("the migration link was cut mid-migration: %s cannot be reached any more (%s); libvirt: %s."
                             % (dest, probe_message, reason))
@@ -750,8 +827,9 @@ def migrate(options, check_mode=False):
             migration = Migration(domain, options)
             _run_with_events(migration, options)
             if migration.error is not None:
-                cause, message = classify(migration, source_state(src_conn, result["uuid"]),
-                                          probe(options.dest_uri, options.connect_timeout))
+                probed = probe(options.dest_uri, options.connect_timeout)
+                data_link = data_link_answers(options, options.connect_timeout) if probed[0] == "unreachable" else None
+                cause, message = classify(migration, source_state(src_conn, result["uuid"]), probed, data_link)
                 state, where = source_outcome(src_conn, result["uuid"], source["hostname"], was_persistent, migration)
                 raise VirtError("%s %s" % (message, where), cause=cause, source_state=state,
                                 libvirt_error=_libvirt.error_message(migration.error), migration=migration.statistics())

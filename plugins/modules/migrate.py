@@ -25,7 +25,10 @@ description:
     every second, and returns them with the job's statistics.
   - On failure the module says what happened. The destination was unreachable, the destination daemon died
     mid-migration, the migration link was cut, or the timeout aborted the job. The message also says where the
-    guest is. As long as post-copy has not started, a failed migration rolls back and the guest keeps running on
+    guest is.
+  - A pre-copy job whose data has not moved for 30 seconds while memory remains is aborted as a cut migration link.
+    When O(dest_uri) takes another network than the data (C(qemu+ssh) on a management network), nothing else
+    would notice before TCP gives up, about 15 minutes later. As long as post-copy has not started, a failed migration rolls back and the guest keeps running on
     the source with its definition.
   - B(Once post-copy has started, the guest cannot roll back.) Its memory is split between both hosts. If the
     destination or the link fails then, the guest stays paused. It runs again only when the migration is resumed
@@ -406,6 +409,10 @@ cause:
   description:
     - Why the migration failed. V(destination_unreachable), V(destination_died), V(link_cut), V(timeout),
       V(postcopy_failed) or V(failed) for any other libvirt error.
+    - V(destination_unreachable) also when the connection to O(dest_uri) was lost mid-migration while the address
+      in O(migrate_uri) still answers (told only when the module runs on the source host). V(link_cut) when neither
+      answers, or when the data stopped moving. V(destination_died) when the host answers but its daemon does not;
+      over C(qemu+ssh), a host whose SSH port answers.
     - Told from libvirt's error codes, the state of the job and the guest and how the destination answers
       afterwards, never from the wording of libvirt's messages, so it is the same whatever the hosts' locale.
   returned: failure of the migration itself
@@ -424,18 +431,19 @@ libvirt_error:
 """
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _migration
+from ansible_collections.arctictern.virt.plugins.module_utils._changes import Changes
 from ansible_collections.arctictern.virt.plugins.module_utils._module import ArcticternModule
 
 
 def run(module):
+    changes = Changes(module)
     options = _migration.MigrationOptions.from_params(module.params)
-    result = _migration.migrate(options, check_mode=module.check_mode)
-    if module._diff and result["changed"]:
-        result["diff"] = {
-            "before": {"name": result["name"], "host": result["source"]["hostname"]},
-            "after": {"name": result["name"], "host": result["destination"]["hostname"]},
-        }
-    return result
+    result = _migration.migrate(options, check_mode=changes.check_mode)
+    if result["changed"]:
+        changes.record()
+        changes.diff({"name": result["name"], "host": result["source"]["hostname"]},
+                     {"name": result["name"], "host": result["destination"]["hostname"]})
+    return changes.result(result)
 
 
 def main():

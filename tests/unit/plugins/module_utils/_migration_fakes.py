@@ -110,11 +110,12 @@ class FakeJob:  # pylint: disable=too-many-instance-attributes
     (before it, migrateStartPostCopy is refused like QEMU does); postcopy_steps: polls the post-copy phase lasts;
     fail_at: step at which the job fails with ``error``, and ``on_fail`` runs then (e.g. to take the destination
     daemon away); postcopy_fail: the post-copy phase fails too; connect_error: migrateToURI3 fails at once, as when
-    the source daemon cannot reach the destination; stats: the completed job's statistics; language: that of
-    libvirt's messages (see MESSAGES)."""
+    the source daemon cannot reach the destination; stall_from: step from which no more data moves, as over a cut
+    migration link that nothing else notices; stats: the completed job's statistics; language: that of libvirt's
+    messages (see MESSAGES)."""
 
     def __init__(self, steps=3, transfer_from=1, postcopy_steps=0, fail_at=None, error=None, on_fail=None,
-                 postcopy_fail=False, connect_error=None, stats=None, language="en"):
+                 postcopy_fail=False, connect_error=None, stall_from=None, stats=None, language="en"):
         self.steps = steps
         self.transfer_from = transfer_from
         self.postcopy_steps = postcopy_steps
@@ -124,6 +125,7 @@ class FakeJob:  # pylint: disable=too-many-instance-attributes
         self.on_fail = on_fail
         self.postcopy_fail = postcopy_fail
         self.connect_error = connect_error
+        self.stall_from = stall_from
         self.completed_stats = stats
         self.language = language
         self.step = 0
@@ -247,7 +249,8 @@ class MigratingDomain(FakeDomain):
             return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
         job.step += 1
         self.clock.advance(1.0)
-        iteration = 0 if job.step < job.transfer_from else job.step - job.transfer_from + 1
+        moving_step = job.step if job.stall_from is None else min(job.step, job.stall_from)
+        iteration = 0 if moving_step < job.transfer_from else moving_step - job.transfer_from + 1
         stats = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED, "time_elapsed": job.step * 1000, "data_total": 128 * MIB,
                  "data_processed": iteration * 10 * MIB, "data_remaining": 128 * MIB - iteration * 10 * MIB,
                  "memory_iteration": iteration, "memory_dirty_rate": 500}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import socket
 import threading
 import time
 from types import SimpleNamespace
@@ -330,6 +331,26 @@ def test_timeout_abort_is_refused_once_postcopy_runs(world):
     assert run.error is None and "web1" in world.dest.domains
 
 
+def test_a_job_whose_data_stops_moving_is_aborted_as_stalled(world):
+    """Data stuck on a dead migration link while the management connection lives: nothing else would end the job."""
+    job = FakeJob(steps=None, stall_from=3)
+    run, domain = migration(world, job)
+    assert run.stalled and not run.aborted and job.aborted
+    assert domain.called("abortJob") == 1
+    stalled = next(event for event in run.events if event["event"] == "stalled")
+    assert stalled == {"time_ms": 33000, "event": "stalled", "seconds": 30.0, "data_processed": 30 * MIB}
+    assert run.error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED
+    assert domain.current_state() == "running" and "web1" not in world.dest.domains
+
+
+def test_a_stall_after_postcopy_started_is_left_alone(world):
+    """Post-copy cannot roll back: the monitor does not abort it, whatever the data does."""
+    job = FakeJob(steps=None, postcopy_steps=40, stall_from=5)
+    run, domain = migration(world, job, mode="postcopy")
+    assert not run.stalled and domain.called("abortJob") == 0
+    assert run.error is None and "web1" in world.dest.domains
+
+
 def test_a_failed_control_call_is_noted_once(world):
     job = FakeJob(steps=4)
     domain = guest(world, job)
@@ -405,10 +426,10 @@ def test_probe_reports_how_the_destination_answers(world, monkeypatch, language)
     assert kind == "unreachable" and message == "cannot connect to libvirt at '%s': %s" % (DEST_URI, MESSAGES[language]["no_route"])
 
 
-def _seen(what, language, transferring=True, postcopy=False, aborted=False):
+def _seen(what, language, transferring=True, postcopy=False, aborted=False, stalled=False):
     """A finished Migration as classify reads it, failed with libvirt's error ``what``."""
     return SimpleNamespace(error=failure(what, language), transferring=transferring, postcopy_started=postcopy, aborted=aborted,
-                           options=options(timeout=5.0))
+                           stalled=stalled, options=options(timeout=5.0))
 
 
 RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED)
@@ -444,6 +465,90 @@ def test_classify_in_any_locale(what, seen, state, kind, cause, words, language)
     assert words in message
     # libvirt's own words are quoted, except for the timeout, whose message says what the module did.
     assert (MESSAGES[language][what] in message) != (cause == "timeout")
+
+
+SSH_URI = "qemu+ssh://root@198.18.0.12/system?keyfile=/run/arctictern-lab/ssh/id_ed25519&no_tty=1"
+# The ssh client ended before libvirt answered: libvirt reports the end of the pipe, whatever ssh met.
+SSH_ENDED = libvirt_error("VIR_ERR_SYSTEM_ERROR", "End of file while reading data: virt-ssh-helper: cannot connect to "
+                          "'qemu:///system': Input/output error", "VIR_FROM_RPC", errno.EIO)
+
+
+def fails_with(error):
+    """A stand-in for libvirt.open that fails with ``error``."""
+    def fake_open(name=None):
+        raise error
+    return fake_open
+
+
+@pytest.mark.parametrize("server_answers, kind", [(True, "down"), (False, "unreachable")])
+def test_probe_over_ssh_asks_the_ssh_port_whether_the_host_is_up(world, monkeypatch, server_answers, kind):
+    asked = []
+    monkeypatch.setattr(libvirt, "open", fails_with(SSH_ENDED))
+    monkeypatch.setattr(_migration, "tcp_answers", lambda host, port, timeout: asked.append((host, port)) or server_answers)
+    assert _migration.probe(SSH_URI, 1.0)[0] == kind
+    assert asked == [("198.18.0.12", 22)]
+
+
+def test_probe_asks_no_port_for_other_transports_or_errors(world, monkeypatch):
+    monkeypatch.setattr(_migration, "tcp_answers", lambda *args: pytest.fail("no TCP probe expected"))
+    monkeypatch.setattr(libvirt, "open", fails_with(SSH_ENDED))
+    assert _migration.probe(DEST_URI, 1.0)[0] == "error", "an end of file over qemu+tcp says nothing about ssh"
+    monkeypatch.setattr(libvirt, "open", fails_with(failure("refused")))
+    assert _migration.probe(SSH_URI, 1.0)[0] == "down", "the errno already tells"
+
+
+def test_ssh_endpoint():
+    assert _migration.ssh_endpoint(SSH_URI) == ("198.18.0.12", 22)
+    assert _migration.ssh_endpoint("qemu+ssh://admin@hv2.example:2222/system") == ("hv2.example", 2222)
+    assert _migration.ssh_endpoint(DEST_URI) is None
+    assert _migration.ssh_endpoint("qemu:///system") is None
+
+
+def test_tcp_answers_takes_a_refusal_as_an_answer(monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert _migration.tcp_answers("127.0.0.1", server.getsockname()[1], 1.0)
+        closed_port = server.getsockname()[1]
+    assert _migration.tcp_answers("127.0.0.1", closed_port, 1.0), "refused: the host is there"
+
+    def no_answer(address, timeout):
+        raise TimeoutError("timed out")
+    monkeypatch.setattr(socket, "create_connection", no_answer)
+    assert not _migration.tcp_answers("198.18.1.2", 49152, 1.0)
+
+
+@pytest.mark.parametrize("overrides, asked", [
+    (dict(migrate_uri="tcp://198.18.1.2"), ("198.18.1.2", 49152)),
+    (dict(migrate_uri="tcp://198.18.1.2:49200"), ("198.18.1.2", 49200)),
+    (dict(migrate_uri="tcp://[fd00::2]"), ("fd00::2", 49152)),
+    (dict(), None),
+    (dict(migrate_uri="rdma://198.18.1.2"), None),
+    # A module on another machine than the source does not send from where the data leaves.
+    (dict(migrate_uri="tcp://198.18.1.2", uri="qemu+ssh://root@198.18.0.11/system"), None),
+])
+def test_data_link_answers_only_where_this_process_can_tell(monkeypatch, overrides, asked):
+    calls = []
+    monkeypatch.setattr(_migration, "tcp_answers", lambda host, port, timeout: calls.append((host, port)) or True)
+    assert _migration.data_link_answers(options(**overrides), 1.0) is (None if asked is None else True)
+    assert calls == ([asked] if asked else [])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("what, seen, kind, data_link, cause, words", [
+    # The management connection (dest_uri) is gone while the migration link still answers.
+    ("socket_closed", {}, "unreachable", True, "destination_unreachable", "management connection was lost mid-migration"),
+    ("socket_closed", {}, "unreachable", False, "link_cut", "link was cut mid-migration"),
+    # The monitor aborted a job whose data stopped moving: the data link is dead, whatever dest_uri does.
+    ("aborted", dict(stalled=True), "ok", None, "link_cut", "no data moved for 30 s, so the job was aborted; %s still answers" % DEST_URI),
+    ("aborted", dict(stalled=True), "unreachable", None, "link_cut", "no data moved for 30 s, so the job was aborted; libvirt"),
+    # QEMU's write on the socket the cancel shut down failed first: the job ends failed, not cancelled.
+    ("lost_connection", dict(stalled=True), "ok", None, "link_cut", "no data moved for 30 s, so the job was aborted; %s still" % DEST_URI),
+])
+def test_classify_tells_the_data_link_from_the_management_path(what, seen, kind, data_link, cause, words, language):
+    got_cause, message = _migration.classify(_seen(what, language, **seen), RUNNING, (kind, "probe says"), data_link)
+    assert (got_cause, cause in _migration.CAUSES) == (cause, True)
+    assert words in message and MESSAGES[language][what] in message
 
 
 def test_source_state(world):
@@ -577,6 +682,30 @@ def test_migrate_failing_mid_migration_names_the_cause(world, monkeypatch, fault
     assert caught.value.msg.endswith("The guest is still running on hv1, its definition intact.")
     assert domain.current_state() == "running" and domain.persistent
     assert details["migration"]["progress"], "what was seen until the failure comes back"
+
+
+def test_migrate_when_only_the_management_path_is_lost(world, monkeypatch):
+    """dest_uri unreachable after the failure, the migration address still answering: not the data link."""
+    domain = guest(world, FakeJob(steps=None, fail_at=3, error=failure("socket_closed"),
+                                  on_fail=lambda: refuse_connections(monkeypatch, world.registry, "no_route")))
+    monkeypatch.setattr(_migration, "tcp_answers", lambda host, port, timeout: (host, port) == ("198.18.1.2", 49152))
+    with pytest.raises(VirtError) as caught:
+        _migration.migrate(options(migrate_uri="tcp://198.18.1.2"))
+    assert caught.value.details["cause"] == "destination_unreachable"
+    assert "the management connection was lost mid-migration" in caught.value.msg
+    assert caught.value.msg.endswith("The guest is still running on hv1, its definition intact.")
+    assert domain.current_state() == "running"
+
+
+def test_migrate_when_the_data_stops_moving(world):
+    domain = guest(world, FakeJob(steps=None, stall_from=4))
+    with pytest.raises(VirtError) as caught:
+        _migration.migrate(options(migrate_uri="tcp://198.18.1.2"))
+    assert caught.value.details["cause"] == "link_cut"
+    assert caught.value.msg.startswith("the migration link was cut mid-migration: no data moved for 30 s, so the job was aborted; "
+                                       "%s still answers, so only the migration link failed; libvirt: " % DEST_URI)
+    assert caught.value.msg.endswith("The guest is still running on hv1, its definition intact.")
+    assert domain.current_state() == "running"
 
 
 def test_migrate_when_the_destination_daemon_is_gone(world):
