@@ -129,9 +129,12 @@ class _Faulty:
 
     def _enter(self, method, *args):
         self.calls.append((method,) + args)
-        error = self.fail_on.get(method)
+        error = self._failure(method)
         if error is not None:
             raise error if isinstance(error, libvirt.libvirtError) else libvirt_error("VIR_ERR_INTERNAL_ERROR", error)
+
+    def _failure(self, method):
+        return self.fail_on.get(method)
 
     def called(self, method):
         """How often ``method`` was called."""
@@ -170,9 +173,22 @@ def _order_disks(devices):
         devices.insert(first + offset, disk)
 
 
+ADDRESS_SOURCES = {
+    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE: "lease",
+    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT: "agent",
+    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP: "arp",
+}
+
+
 class FakeDomain(_Faulty):
     """A guest. ``state`` is a word (running, shutoff, ...); ``shutdown_after`` says how many state polls an
-    ACPI shutdown takes (0: at once, None: the guest ignores it)."""
+    ACPI shutdown takes (0: at once, None: the guest ignores it).
+
+    ``addresses`` maps an address source (lease, arp, agent) to what interfaceAddresses answers for it while the
+    guest runs, or to a libvirtError it raises; a source left out knows nothing: no DHCP lease or neighbour entry
+    (an empty answer), no guest agent (VIR_ERR_AGENT_UNRESPONSIVE). ``job`` is what jobStats() reports for the
+    running job (None: no job). Once the guest is gone from its host (undefined while off, or a transient guest
+    stopped), every call on this handle fails with VIR_ERR_NO_DOMAIN, as on a stale libvirt handle."""
 
     def __init__(self, conn, xml, state="shutoff", persistent=True, autostart=False):
         super().__init__()
@@ -187,7 +203,15 @@ class FakeDomain(_Faulty):
         self._shutdown_countdown = None
         self.id = -1
         self.undefined_with = None
+        self.addresses = {}
+        self.job = None
         self._set_state(state)
+
+    def _enter(self, method, *args):
+        super()._enter(method, *args)
+        if self.conn.domains.get(self.name()) is not self:
+            raise libvirt_error("VIR_ERR_NO_DOMAIN", "Domain not found: no domain with matching uuid '%s' (%s)" % (self.UUIDString(), self.name()),
+                                "VIR_FROM_QEMU")
 
     # identity ---------------------------------------------------------------------------------------------
     def _root(self):
@@ -253,16 +277,31 @@ class FakeDomain(_Faulty):
         return int(self.persistent)
 
     def jobStats(self, flags=0):  # noqa: N802
-        """No job running (libvirt refuses to tell for a guest that does not run)."""
+        """The running job (``job``); with VIR_DOMAIN_JOB_STATS_COMPLETED the last completed one, of which the fake
+        keeps none. libvirt refuses to tell for a guest that does not run."""
         self._enter("jobStats", flags)
         self._require(True, "domain is not running")
-        return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+        if flags & libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED or self.job is None:
+            return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+        return dict(self.job)
 
     def interfaceAddresses(self, source, flags=0):  # noqa: N802
-        """No lease, neighbour entry or agent answer for any NIC (_facts_fakes has guests with addresses)."""
+        """What ``source`` knows of the running guest's interfaces (see ``addresses``)."""
         self._enter("interfaceAddresses", source, flags)
+        if source not in ADDRESS_SOURCES:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "Unknown IP address data source %d" % source)
         self._require(True, "domain is not running")
-        return {}
+        name = ADDRESS_SOURCES[source]
+        answer = self.addresses.get(name)
+        if isinstance(answer, libvirt.libvirtError):
+            raise answer
+        if answer is None and name == "agent":
+            raise libvirt_error("VIR_ERR_AGENT_UNRESPONSIVE", "Guest agent is not responding: QEMU guest agent is not connected", "VIR_FROM_QEMU")
+        return dict(answer or {})
+
+    def asked_address_sources(self):
+        """The address sources (lease, arp, agent) interfaceAddresses was asked, in order."""
+        return [ADDRESS_SOURCES.get(call[1], call[1]) for call in self.calls if call[0] == "interfaceAddresses"]
 
     def connect(self):
         return self.conn
@@ -384,15 +423,39 @@ class FakeDomain(_Faulty):
 
 
 class FakeNetwork(_Faulty):
-    """A libvirt network."""
+    """A libvirt network: ``xml`` is its persistent definition, ``live_xml`` the configuration it runs with (None
+    while inactive). Once undefined while inactive, or stopped while transient, it is gone: every call on the stale
+    handle fails with VIR_ERR_NO_NETWORK. What changes it is recorded in ``conn.network_log``."""
 
     def __init__(self, conn, xml, active=True, persistent=True, autostart=False):
         super().__init__()
         self.conn = conn
         self.xml = xml
-        self.active = active
+        self.live_xml = xml if active else None
         self.persistent = persistent
         self._autostart = autostart
+        self.gone = False
+
+    @property
+    def active(self):
+        return self.live_xml is not None
+
+    @active.setter
+    def active(self, value):
+        self.live_xml = (self.live_xml or self.xml) if value else None
+
+    def _enter(self, method, *args):
+        if self.gone:
+            raise libvirt_error("VIR_ERR_NO_NETWORK", "Network not found: no network with matching uuid '%s'" % self.UUIDString(),
+                                "VIR_FROM_NETWORK")
+        super()._enter(method, *args)
+
+    def _failure(self, method):
+        return self.fail_on.get(method, self.conn.network_fail_on.get(method))
+
+    def _remove(self):
+        self.conn.networks.pop(self.name(), None)
+        self.gone = True
 
     def name(self):
         return ET.fromstring(self.xml).findtext("name")
@@ -408,7 +471,10 @@ class FakeNetwork(_Faulty):
         return bridge.get("name")
 
     def XMLDesc(self, flags=0):  # noqa: N802
+        """The running configuration, or with VIR_NETWORK_XML_INACTIVE the persistent definition."""
         self._enter("XMLDesc", flags)
+        if self.live_xml is not None and not (flags & libvirt.VIR_NETWORK_XML_INACTIVE and self.persistent):
+            return self.live_xml
         return self.xml
 
     def isActive(self):  # noqa: N802
@@ -425,6 +491,9 @@ class FakeNetwork(_Faulty):
 
     def setAutostart(self, flag):  # noqa: N802
         self._enter("setAutostart", flag)
+        if not self.persistent:
+            raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "internal error: cannot set autostart for transient network", "VIR_FROM_NETWORK")
+        self.conn.network_log.append(("autostart", self.name(), flag))
         self._autostart = bool(flag)
         return 0
 
@@ -432,29 +501,35 @@ class FakeNetwork(_Faulty):
         self._enter("create")
         if self.active:
             raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: network is already active")
-        self.active = True
+        self.conn.network_log.append(("create", self.name()))
+        self.live_xml = self.xml
         return 0
 
     def destroy(self):
         self._enter("destroy")
         if not self.active:
             raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: network is not active")
-        self.active = False
+        self.conn.network_log.append(("destroy", self.name()))
+        self.live_xml = None
         if not self.persistent:
-            self.conn.networks.pop(self.name(), None)
+            self._remove()
         return 0
 
     def undefine(self):
         self._enter("undefine")
+        if not self.persistent:
+            raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: can't undefine transient network")
+        self.conn.network_log.append(("undefine", self.name()))
         if self.active:
             self.persistent = False
         else:
-            self.conn.networks.pop(self.name(), None)
+            self._remove()
         return 0
 
 
 class FakeConnection(_Faulty):
-    """One hypervisor: its domains and networks by name."""
+    """One hypervisor: its domains and networks by name. ``network_log`` records the network changes made through
+    it; ``network_fail_on`` is a fail_on shared by all its networks, also those defined during the test."""
 
     def __init__(self, uri="qemu:///system", capabilities=KVM_CAPABILITIES, hostname="hv1"):
         super().__init__()
@@ -470,6 +545,10 @@ class FakeConnection(_Faulty):
         self.cpu_modes = dict(CPU_MODES)
         self.cpu_models = {virt_type: dict(models) for virt_type, models in CPU_MODELS.items()}
         self.interfaces = {}
+        # Network changes as ("define", name, xml), ("create", name), ("destroy", name), ("undefine", name),
+        # ("autostart", name, flag).
+        self.network_log = []
+        self.network_fail_on = {}
         self._macs = (("52:54:00:%02x:%02x:%02x" % (0xf0, i // 256 % 256, i % 256)) for i in itertools.count(1))
         # Flags undefineFlags accepts; libxl takes MANAGED_SAVE only.
         self.undefine_flags = (
@@ -488,15 +567,21 @@ class FakeConnection(_Faulty):
         domain._set_state(state)
         return domain
 
-    def add_network(self, name, bridge="virbr0", active=True, autostart=False, xml=None):
-        if xml is None:
+    def add_network(self, name=None, bridge="virbr0", active=True, autostart=False, xml=None, persistent=True):
+        """Put a network on the host as if made earlier: ``xml`` (its name wins over ``name``) is completed like
+        networkDefineXML does, without being recorded in network_log."""
+        if xml is not None:
+            root = self._check_network(xml)
+            self._complete_network(root, self.networks.get(root.findtext("name")))
+            xml, name = ET.tostring(root, encoding="unicode"), root.findtext("name")
+        else:
             root = ET.Element("network")
             ET.SubElement(root, "name").text = name
             ET.SubElement(root, "uuid").text = str(uuidlib.uuid4())
             ET.SubElement(root, "forward", mode="nat")
             ET.SubElement(root, "bridge", name=bridge)
             xml = ET.tostring(root, encoding="unicode")
-        network = FakeNetwork(self, xml, active=active, autostart=autostart)
+        network = FakeNetwork(self, xml, active=active, persistent=persistent, autostart=autostart)
         self.networks[name] = network
         return network
 
@@ -742,6 +827,19 @@ class FakeConnection(_Faulty):
         root = self._check_network(xml)
         name = root.findtext("name")
         existing = self.networks.get(name)
+        self._complete_network(root, existing)
+        self.network_log.append(("define", name, xml))
+        if existing is not None:
+            existing.xml = ET.tostring(root, encoding="unicode")
+            existing.persistent = True
+            return existing
+        network = FakeNetwork(self, ET.tostring(root, encoding="unicode"), active=False)
+        self.networks[name] = network
+        return network
+
+    def _complete_network(self, root, existing):
+        """Fill in what the bridge driver fills in (UUID, bridge name, MAC), refusing another network's name."""
+        name = root.findtext("name")
         if existing is not None and root.find("uuid") is not None and root.findtext("uuid") != existing.UUIDString():
             raise libvirt_error("VIR_ERR_OPERATION_FAILED", "operation failed: network '%s' already exists with uuid %s" % (name, existing.UUIDString()))
         if root.find("uuid") is None:
@@ -760,13 +858,6 @@ class FakeConnection(_Faulty):
             if root.find("mac") is None:  # where libvirt writes it: after <bridge> and <mtu>
                 after = [index for index, child in enumerate(root) if child.tag in ("name", "uuid", "metadata", "forward", "bridge", "mtu")]
                 root.insert(max(after) + 1, ET.Element("mac", address=next(self._macs)))
-        if existing is not None:
-            existing.xml = ET.tostring(root, encoding="unicode")
-            existing.persistent = True
-            return existing
-        network = FakeNetwork(self, ET.tostring(root, encoding="unicode"), active=False)
-        self.networks[name] = network
-        return network
 
     def networkCreateXML(self, xml):  # noqa: N802
         self._enter("networkCreateXML", xml)
@@ -779,9 +870,11 @@ class FakeConnection(_Faulty):
         return list(self.networks.values())
 
     def listNetworks(self):  # noqa: N802
+        self._enter("listNetworks")
         return [n.name() for n in self.networks.values() if n.active]
 
     def listDefinedNetworks(self):  # noqa: N802
+        self._enter("listDefinedNetworks")
         return [n.name() for n in self.networks.values() if not n.active]
 
 

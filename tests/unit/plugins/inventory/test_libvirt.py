@@ -18,10 +18,10 @@ from ansible.plugins.loader import fragment_loader
 from ansible.utils.plugin_docs import add_fragments
 
 from ansible_collections.arctictern.virt.plugins.inventory import libvirt as libvirt_inventory
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils import _facts, _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
-from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import FakeConnection, FakeDomain, domain_xml, lease
+from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._guest_data import domain_xml, lease, old_daemon, place_guest
 
 NAME = "arctictern.virt.libvirt"
 MAC1 = "52:54:00:00:00:01"
@@ -35,18 +35,16 @@ def nic(mac, kind, source):
 @pytest.fixture(name="hypervisors")
 def fixture_hypervisors(monkeypatch):
     """Two reachable fake hypervisors sharing the guest name web1, and one that refuses connections."""
-    conns = {
-        "qemu+ssh://root@hv1.example.com/system": FakeConnection([
-            FakeDomain(domain_xml("web1", [nic(MAC1, "network", "default")]),
-                       addresses={"lease": lease("vnet0", MAC1, "192.168.122.10/24")}),
-            FakeDomain(domain_xml("db1", [nic(MAC1, "network", "default"), nic(MAC2, "bridge", "br-lan.10")],
-                                  metadata=[(MAC2, "198.18.0.21/24")], running=False), state="shutoff"),
-        ]),
-        "qemu+unix:///system?socket=/run/hv2/sock": FakeConnection([
-            FakeDomain(domain_xml("web1", [nic(MAC2, "bridge", "br-lan.10")]), state="paused"),
-            FakeDomain(domain_xml("{{ lookup('pipe', 'id') }}")),
-        ]),
-    }
+    conns = {uri: old_daemon(uri) for uri in ("qemu+ssh://root@hv1.example.com/system", "qemu+unix:///system?socket=/run/hv2/sock")}
+    hv1, hv2 = conns.values()
+    place_guest(hv1, domain_xml("web1", [nic(MAC1, "network", "default")], uuid_string="4dea22b3-1d52-d8f3-2516-782e98ab3fa0"),
+                addresses={"lease": lease("vnet0", MAC1, "192.168.122.10/24")})
+    place_guest(hv1, domain_xml("db1", [nic(MAC1, "network", "default"), nic(MAC2, "bridge", "br-lan.10")],
+                                metadata=[(MAC2, "198.18.0.21/24")], running=False), state="shutoff")
+    place_guest(hv2, domain_xml("web1", [nic(MAC2, "bridge", "br-lan.10")]), state="paused")
+    place_guest(hv2, domain_xml("{{ lookup('pipe', 'id') }}"))
+    # hv2's daemon is local: its guests' neighbours would be this machine's; the fake hypervisor has none.
+    monkeypatch.setattr(_facts._netlink, "neighbours", lambda ipr: [])
     opened = []
 
     def fake_connect(uri, timeout=10.0):

@@ -13,24 +13,22 @@ import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain, _facts, _libvirt, _netlink
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import NotFound, VirtError
-from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import (
-    FakeConnection,
-    FakeDomain,
-    domain_xml,
-    failing,
-    lease,
-    libvirt_error,
-)
 from ansible_collections.arctictern.virt.tests.unit import fake_libvirt
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
+from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._guest_data import place_guest, domain_xml, lease, lone_guest, old_daemon
 
 MAC1 = "52:54:00:00:00:01"
 MAC2 = "52:54:00:00:00:02"
+# How a lease or ARP source fails: the guest's network vanished, libvirt 9.0's ARP reader on a newer kernel.
+LEASE_FAILURE = libvirt_error("VIR_ERR_NO_NETWORK", "Network not found: no network with matching name 'default'", "VIR_FROM_NETWORK")
+ARP_FAILURE = libvirt_error("VIR_ERR_INTERNAL_ERROR", "internal error: wrong nlmsg len")
 NAT_NIC = {"type": "network", "mac": MAC1, "source": "default"}
 BRIDGE_NIC = {"type": "bridge", "mac": MAC2, "source": "br-lan", "model": "e1000"}
 
 
 def test_network_nic_with_dhcp_lease():
-    domain = FakeDomain(domain_xml("web1", [NAT_NIC]), addresses={"lease": lease("vnet0", MAC1, "192.168.122.10/24")})
+    domain = lone_guest(domain_xml("web1", [NAT_NIC], uuid_string="4dea22b3-1d52-d8f3-2516-782e98ab3fa0"),
+                        addresses={"lease": lease("vnet0", MAC1, "192.168.122.10/24")})
 
     guest = _facts.describe_guest(domain)
 
@@ -44,14 +42,15 @@ def test_network_nic_with_dhcp_lease():
     }
     assert guest["uuid"] == "4dea22b3-1d52-d8f3-2516-782e98ab3fa0"
     assert "xml" not in guest
+    assert [call for call in domain.calls if call[0] == "XMLDesc"] == [("XMLDesc", 0)], "never ask for secrets"
 
 
 def test_bridged_nic_falls_back_to_arp_when_lease_source_fails():
-    domain = FakeDomain(domain_xml("web1", [BRIDGE_NIC]), addresses={"arp": lease("vnet0", MAC2, "198.18.0.30/24")})
+    domain = lone_guest(domain_xml("web1", [BRIDGE_NIC]), addresses={"lease": LEASE_FAILURE, "arp": lease("vnet0", MAC2, "198.18.0.30/24")})
 
     guest = _facts.describe_guest(domain)
 
-    assert domain.asked == ["lease", "arp"]
+    assert domain.asked_address_sources() == ["lease", "arp"]
     assert guest["nics"][0]["type"] == "bridge"
     assert guest["nics"][0]["source"] == "br-lan"
     assert guest["nics"][0]["model"] == "e1000"
@@ -59,11 +58,11 @@ def test_bridged_nic_falls_back_to_arp_when_lease_source_fails():
 
 
 def test_every_source_failing_leaves_no_address_and_no_error():
-    domain = FakeDomain(domain_xml("web1", [NAT_NIC, BRIDGE_NIC]))
+    domain = lone_guest(domain_xml("web1", [NAT_NIC, BRIDGE_NIC]), addresses={"lease": LEASE_FAILURE, "arp": ARP_FAILURE})  # no agent either
 
     guest = _facts.describe_guest(domain, ("lease", "arp", "agent"))
 
-    assert domain.asked == ["lease", "arp", "agent"]
+    assert domain.asked_address_sources() == ["lease", "arp", "agent"]
     assert guest["addresses"] == []
     assert [nic["addresses"] for nic in guest["nics"]] == [[], []]
 
@@ -76,7 +75,7 @@ def test_every_source_failing_leaves_no_address_and_no_error():
 def test_arp_falls_back_to_the_neighbour_table_of_a_local_daemon(monkeypatch, uri, expected):
     """libvirt 9.0's ARP source fails on newer kernels ("wrong nlmsg len"); this host's table answers instead,
     but only for a daemon on this host."""
-    domain = FakeDomain(domain_xml("web1", [BRIDGE_NIC]), uri=uri)
+    domain = lone_guest(domain_xml("web1", [BRIDGE_NIC]), addresses={"arp": ARP_FAILURE}, uri=uri)
     monkeypatch.setattr(_facts._netlink, "neighbours", lambda ipr: [
         {"address": "198.18.0.21", "mac": MAC2, "ifindex": 4},
         {"address": "198.18.0.99", "mac": "52:54:00:ff:ff:ff", "ifindex": 4},
@@ -89,7 +88,7 @@ def test_arp_falls_back_to_the_neighbour_table_of_a_local_daemon(monkeypatch, ur
 
 def test_metadata_address_known_before_any_arp_traffic():
     xml = domain_xml("db1", [NAT_NIC, BRIDGE_NIC], metadata=[(MAC2.upper(), "198.18.0.21/24")])
-    domain = FakeDomain(xml, addresses={"lease": lease("vnet0", MAC1, "192.168.122.11/24")})
+    domain = lone_guest(xml, addresses={"lease": lease("vnet0", MAC1, "192.168.122.11/24")})
 
     guest = _facts.describe_guest(domain)
 
@@ -101,7 +100,7 @@ def test_metadata_address_known_before_any_arp_traffic():
 
 def test_metadata_address_first_and_not_repeated_by_arp():
     xml = domain_xml("db1", [BRIDGE_NIC], metadata=[(MAC2, "198.18.0.21/24")])
-    domain = FakeDomain(xml, addresses={"arp": lease("vnet0", MAC2, "198.18.0.99/24", "198.18.0.21/24")})
+    domain = lone_guest(xml, addresses={"arp": lease("vnet0", MAC2, "198.18.0.99/24", "198.18.0.21/24")})
 
     guest = _facts.describe_guest(domain)
 
@@ -114,7 +113,7 @@ def test_metadata_ignores_unknown_nics_garbage_and_foreign_namespaces():
     # Another tool's metadata with the same element names must not count.
     xml = xml.replace("<metadata>", "<metadata><other:guest xmlns:other='https://example.com/x'>"
                       "<other:address nic='%s'>10.9.9.9/24</other:address></other:guest>" % MAC2)
-    guest = _facts.describe_guest(FakeDomain(xml, state="shutoff"))
+    guest = _facts.describe_guest(lone_guest(xml, state="shutoff"))
 
     assert guest["addresses"] == []
 
@@ -122,7 +121,7 @@ def test_metadata_ignores_unknown_nics_garbage_and_foreign_namespaces():
 def test_metadata_source_can_be_left_out():
     xml = domain_xml("db1", [BRIDGE_NIC], metadata=[(MAC2, "198.18.0.21/24")])
 
-    assert _facts.describe_guest(FakeDomain(xml), ("lease", "arp"))["addresses"] == []
+    assert _facts.describe_guest(lone_guest(xml), ("lease", "arp"))["addresses"] == []
 
 
 def test_metadata_namespace_is_the_documented_one():
@@ -133,10 +132,10 @@ def test_agent_asked_only_when_requested_and_filtered():
     agent = {}
     agent.update(lease("lo", "00:00:00:00:00:00", "127.0.0.1/8", "::1/128"))
     agent.update(lease("eth0", MAC1.upper(), "192.168.122.12/24", "fe80::5054:ff:fe00:1/64", "2001:db8::12/64"))
-    domain = FakeDomain(domain_xml("app1", [NAT_NIC]), addresses={"agent": agent})
+    domain = lone_guest(domain_xml("app1", [NAT_NIC]), addresses={"agent": agent})
 
     assert _facts.describe_guest(domain)["addresses"] == []
-    assert "agent" not in domain.asked
+    assert "agent" not in domain.asked_address_sources()
 
     guest = _facts.describe_guest(domain, ("agent",))
 
@@ -145,18 +144,18 @@ def test_agent_asked_only_when_requested_and_filtered():
 
 
 def test_source_answer_matched_by_target_when_it_has_no_mac():
-    domain = FakeDomain(domain_xml("app1", [NAT_NIC]), addresses={"lease": lease("vnet0", None, "192.168.122.13/24")})
+    domain = lone_guest(domain_xml("app1", [NAT_NIC]), addresses={"lease": lease("vnet0", None, "192.168.122.13/24")})
 
     assert _facts.describe_guest(domain)["addresses"] == ["192.168.122.13"]
 
 
 def test_shutoff_guest_is_not_asked_for_live_addresses():
     xml = domain_xml("cold1", [NAT_NIC], metadata=[(MAC1, "192.168.122.50/24")], running=False)
-    domain = FakeDomain(xml, state="shutoff", autostart=False)
+    domain = lone_guest(xml, state="shutoff", autostart=False)
 
     guest = _facts.describe_guest(domain, ("metadata", "lease", "arp", "agent"))
 
-    assert domain.asked == []
+    assert domain.asked_address_sources() == []
     assert guest["state"] == "shutoff"
     assert guest["autostart"] is False
     assert guest["nics"][0]["target"] is None
@@ -166,20 +165,20 @@ def test_shutoff_guest_is_not_asked_for_live_addresses():
 def test_running_migration_is_reported_as_the_guest_job():
     stats = {"type": 2, "operation": 5, "time_elapsed": 4200, "data_total": 1000, "data_processed": 900,
              "data_remaining": 250, "memory_iteration": 3, "memory_dirty_rate": 1200, "downtime": 300}
-    guest = _facts.describe_guest(FakeDomain(domain_xml("mig1", [NAT_NIC]), job=stats), ("metadata",))
+    guest = _facts.describe_guest(lone_guest(domain_xml("mig1", [NAT_NIC]), job=stats), ("metadata",))
     assert guest["job"] == {"operation": "migration_out", "elapsed_ms": 4200, "percent": 75.0, "data_total": 1000,
                             "data_processed": 900, "data_remaining": 250, "memory_iteration": 3, "memory_dirty_rate": 1200}
     # No job, a job without figures (an incoming migration's first moment), and a guest that is off.
-    assert _facts.describe_guest(FakeDomain(domain_xml("idle1", [NAT_NIC])), ("metadata",))["job"] is None
+    assert _facts.describe_guest(lone_guest(domain_xml("idle1", [NAT_NIC])), ("metadata",))["job"] is None
     early = _facts.job_progress({"type": 2, "operation": 4})
     assert early["operation"] == "migration_in" and early["percent"] is None and early["data_total"] is None
-    cold = FakeDomain(domain_xml("cold1", [NAT_NIC], running=False), state="shutoff", job=stats)
+    cold = lone_guest(domain_xml("cold1", [NAT_NIC], running=False), state="shutoff", job=stats)
     assert _facts.describe_guest(cold, ("metadata",))["job"] is None
 
 
 @pytest.mark.parametrize("name", ["<web&\"1'>", "]]><x/>", "{{ lookup('pipe', 'id') }}", "wéb 1"])
 def test_hostile_names_round_trip_verbatim(name):
-    guest = _facts.describe_guest(FakeDomain(domain_xml(name, [NAT_NIC])))
+    guest = _facts.describe_guest(lone_guest(domain_xml(name, [NAT_NIC])))
 
     assert guest["name"] == name
 
@@ -187,7 +186,7 @@ def test_hostile_names_round_trip_verbatim(name):
 def test_current_vcpus_and_xml_on_request():
     xml = domain_xml("app1", vcpu=("8", "2"), domain_type="xen")
 
-    guest = _facts.describe_guest(FakeDomain(xml, persistent=False), include_xml=True)
+    guest = _facts.describe_guest(lone_guest(xml, persistent=False), include_xml=True)
 
     assert guest["vcpus"] == 2
     assert guest["virt_type"] == "xen"
@@ -197,39 +196,44 @@ def test_current_vcpus_and_xml_on_request():
 
 
 def test_vanished_guest_raises_not_found_and_other_errors_virt_error():
+    gone = lone_guest(domain_xml("gone"))
+    gone.destroy()
+    gone.undefine()
     with pytest.raises(NotFound):
-        _facts.describe_guest(FakeDomain(domain_xml("gone"), gone=True))
+        _facts.describe_guest(gone)
 
-    domain = FakeDomain(domain_xml("broken"))
-    domain.XMLDesc = failing(libvirt_error("VIR_ERR_INTERNAL_ERROR", "boom"))
+    domain = lone_guest(domain_xml("broken"))
+    domain.fail_on["XMLDesc"] = libvirt_error("VIR_ERR_INTERNAL_ERROR", "boom")
     with pytest.raises(VirtError, match="^reading definition of guest 'broken': boom$") as caught:
         _facts.describe_guest(domain)
     assert not isinstance(caught.value, NotFound)
 
 
 def test_describe_guests_sorted_skipping_vanished_ones():
-    conn = FakeConnection([
-        FakeDomain(domain_xml("zeta")),
-        FakeDomain(domain_xml("gone"), gone=True),
-        FakeDomain(domain_xml("alpha"), state="shutoff"),
-    ])
+    conn = old_daemon()
+    place_guest(conn, domain_xml("zeta"))
+    gone = place_guest(conn, domain_xml("gone"))
+    place_guest(conn, domain_xml("alpha"), state="shutoff")
+    # Listed, then gone (undefined or migrated away) before it is read.
+    gone.fail_on["XMLDesc"] = libvirt_error("VIR_ERR_NO_DOMAIN", "Domain not found: no domain with matching uuid")
 
     assert [guest["name"] for guest in _facts.describe_guests(conn)] == ["alpha", "zeta"]
     assert [guest["name"] for guest in _facts.describe_guests(conn, active_only=True)] == ["zeta"]
-    assert conn.list_flags[0] == 0 and conn.list_flags[1] != 0
+    list_flags = [call[1] for call in conn.calls if call[0] == "listAllDomains"]
+    assert list_flags[0] == 0 and list_flags[1] != 0
 
 
 def test_repeated_source_is_asked_once():
-    domain = FakeDomain(domain_xml("app1", [NAT_NIC]), addresses={"arp": lease("vnet0", MAC1, "192.168.122.14/24")})
+    domain = lone_guest(domain_xml("app1", [NAT_NIC]), addresses={"arp": lease("vnet0", MAC1, "192.168.122.14/24")})
 
     guest = _facts.describe_guest(domain, ("arp", "lease", "arp"))
 
-    assert domain.asked == ["arp", "lease"]
+    assert domain.asked_address_sources() == ["arp", "lease"]
     assert guest["addresses"] == ["192.168.122.14"]
 
 
 def test_describe_host():
-    host = _facts.describe_host(FakeConnection(uri="qemu+ssh://root@hv1/system"))
+    host = _facts.describe_host(old_daemon(uri="qemu+ssh://root@hv1/system"))
 
     assert host == {
         "hostname": "hv1",
@@ -243,8 +247,8 @@ def test_describe_host():
         "free_memory_mib": 31000,
         "virt_types": ["kvm", "qemu"],
         "os_types": ["hvm"],
-        # This fake has no <model> in its capabilities and no domain capabilities (an old daemon): unknown, not
-        # an error; nor an interface driver for the remote URI's bridges.
+        # An old daemon (_guest_data.old_daemon): no <model> in its capabilities and no domain capabilities:
+        # unknown, not an error; nor an interface driver for the remote URI's bridges.
         "cpu_model": None,
         "cpu_vendor": None,
         "arches": {
@@ -262,8 +266,8 @@ def test_describe_host():
 
 
 def test_describe_host_error_names_what_failed():
-    conn = FakeConnection()
-    conn.getFreeMemory = failing(libvirt_error("VIR_ERR_NO_SUPPORT", "not supported"))
+    conn = old_daemon()
+    conn.fail_on["getFreeMemory"] = libvirt_error("VIR_ERR_NO_SUPPORT", "not supported")
 
     with pytest.raises(VirtError, match="^reading free memory: not supported"):
         _facts.describe_host(conn)
@@ -282,7 +286,7 @@ def platform_xml(name="web1", cpu="<cpu mode='custom' match='exact'><model fallb
 
 
 def test_guest_platform_custom_cpu():
-    guest = _facts.describe_guest(FakeDomain(platform_xml()), ("metadata",), host_cpu_model="Skylake-Client-IBRS")
+    guest = _facts.describe_guest(lone_guest(platform_xml()), ("metadata",), host_cpu_model="Skylake-Client-IBRS")
 
     assert (guest["arch"], guest["machine"], guest["virt_type"]) == ("x86_64", "pc-i440fx-7.2", "kvm")
     # The host's CPU does not matter to a guest with a named model.
@@ -303,18 +307,19 @@ def test_guest_platform_custom_cpu():
     ("", "kvm", {"mode": None, "model": None, "host_cpu_model": None}),
 ])
 def test_guest_cpu_modes(cpu, domain_type, expected):
-    guest = _facts.describe_guest(FakeDomain(platform_xml(cpu=cpu, domain_type=domain_type)), ("metadata",),
+    guest = _facts.describe_guest(lone_guest(platform_xml(cpu=cpu, domain_type=domain_type)), ("metadata",),
                                   host_cpu_model="Skylake-Client-IBRS")
     assert guest["cpu"] == expected
 
 
 def test_guest_without_os_element_has_no_platform():
-    guest = _facts.describe_guest(FakeDomain(domain_xml("bare")), ("metadata",))
+    guest = _facts.describe_guest(lone_guest(domain_xml("bare")), ("metadata",))
     assert (guest["arch"], guest["machine"]) == (None, None)
 
 
 def test_describe_guests_hands_the_host_cpu_on():
-    conn = FakeConnection([FakeDomain(platform_xml(cpu="<cpu mode='host-passthrough'/>"))])
+    conn = old_daemon()
+    place_guest(conn, platform_xml(cpu="<cpu mode='host-passthrough'/>"))
     (guest,) = _facts.describe_guests(conn, ("metadata",), host_cpu_model="EPYC-Rome")
     assert guest["cpu"]["host_cpu_model"] == "EPYC-Rome"
 
@@ -405,7 +410,7 @@ def test_the_fake_refuses_kvm_where_the_host_has_none():
 
 
 def test_host_networks_unknown_when_libvirt_cannot_list_them(kvm_host):
-    kvm_host.listNetworks = failing(libvirt_error("VIR_ERR_NO_SUPPORT", "no network driver"))
+    kvm_host.fail_on["listNetworks"] = libvirt_error("VIR_ERR_NO_SUPPORT", "no network driver")
     host = _facts.describe_host(kvm_host)
     assert (host["networks"], host["inactive_networks"]) == (None, None)
 

@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.arctictern.virt.plugins.module_utils import _firewall
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import Forward, Iptables, chain_names, plan
-from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._network_fakes import FakeIptables
+from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._iptables_fake import FakeIptables
 
 SUBNET = ipaddress.ip_interface("198.18.100.1/24")
 NAME = "lab"

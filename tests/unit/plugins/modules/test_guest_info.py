@@ -9,12 +9,12 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils import _facts, _libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed
 from ansible_collections.arctictern.virt.plugins.filter.placement import placement
 from ansible_collections.arctictern.virt.plugins.modules import guest_info
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES
-from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._facts_fakes import FakeConnection, FakeDomain, domain_xml, lease
+from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._guest_data import domain_xml, lease, old_daemon, place_guest
 
 MAC = "52:54:00:00:00:01"
 NIC = {"type": "network", "mac": MAC, "source": "default"}
@@ -22,12 +22,13 @@ NIC = {"type": "network", "mac": MAC, "source": "default"}
 
 @pytest.fixture(name="conn")
 def fixture_conn(monkeypatch):
-    conn = FakeConnection([
-        FakeDomain(domain_xml("web1", [NIC]), addresses={"lease": lease("vnet0", MAC, "192.168.122.10/24"),
-                                                         "agent": lease("eth0", MAC, "192.168.122.99/24")}),
-        FakeDomain(domain_xml("db1", [NIC], metadata=[(MAC, "198.18.0.21/24")], running=False), state="shutoff"),
-        FakeDomain(domain_xml("<odd & \"name\">"), state="paused"),
-    ])
+    conn = old_daemon(uri="qemu:///system")
+    place_guest(conn, domain_xml("web1", [NIC]), addresses={"lease": lease("vnet0", MAC, "192.168.122.10/24"),
+                                                            "agent": lease("eth0", MAC, "192.168.122.99/24")})
+    place_guest(conn, domain_xml("db1", [NIC], metadata=[(MAC, "198.18.0.21/24")], running=False), state="shutoff")
+    place_guest(conn, domain_xml("<odd & \"name\">"), state="paused")
+    # The daemon is local: its guests' neighbours would be this machine's; the fake hypervisor has none.
+    monkeypatch.setattr(_facts._netlink, "neighbours", lambda ipr: [])
     opened = []
 
     def fake_connect(uri, timeout=10.0):
@@ -69,7 +70,7 @@ def test_one_guest_by_name_with_its_xml(conn, capsys):
     assert not failed
     assert [guest["name"] for guest in result["guests"]] == ["db1"]
     assert result["guests"][0]["addresses"] == ["198.18.0.21"]
-    assert result["guests"][0]["xml"] == conn.domains[1].xml
+    assert result["guests"][0]["xml"] == conn.domains["db1"].xml
     assert conn.opened == [("qemu+ssh://root@hv2/system", 3.0)]
 
 
@@ -100,7 +101,7 @@ def test_bad_state_choice_fails_naming_the_option(conn, capsys):
 def test_address_sources_decide_which_sources_are_asked(conn, capsys):
     _failed, result = run(capsys, name="web1", address_sources=["agent"])
     assert result["guests"][0]["addresses"] == ["192.168.122.99"]
-    assert conn.domains[0].asked == ["agent"]
+    assert conn.domains["web1"].asked_address_sources() == ["agent"]
 
     _failed, result = run(capsys, name="db1", address_sources=["lease", "arp"])
     assert result["guests"][0]["addresses"] == []
