@@ -117,6 +117,24 @@ def client_http(address, host="client", port=80, path="/", wait=0.0):
     return json.loads(proc.stdout)
 
 
+def guest_snapshot(booted):
+    """A booted guest (Guests.boot) with what its agent says now: the boot id and counter assert_alive compares."""
+    answer = client_http(booted["address"])["answer"]
+    return {"name": booted["name"], "address": booted["address"], "boot": answer["boot"], "counter": int(answer["counter"])}
+
+
+def assert_alive(vm, label):
+    """One request from the client, at once: the same guest (boot id) answers and its counter has gone on since
+    ``vm`` (a guest_snapshot, updated here); returns the agent's answer."""
+    reply = client_http(vm["address"])
+    assert reply["ok"], "%s: the guest did not answer at once: %s" % (label, reply)
+    answer = reply["answer"]
+    assert answer["boot"] == vm["boot"], "%s: the guest rebooted" % label
+    assert int(answer["counter"]) > vm["counter"], "%s: the counter went back (%s after %s)" % (label, answer["counter"], vm["counter"])
+    vm["counter"] = int(answer["counter"])
+    return answer
+
+
 def where(lab, name):
     """{host: state word} of every hypervisor that has the guest, looked at through our own connections."""
     found = {}

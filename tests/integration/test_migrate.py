@@ -20,7 +20,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
-from lab.ansible import client_http, where
+from lab.ansible import assert_alive, client_http, guest_snapshot, where
 from lab.daemon import HypervisorDaemon
 from lab.topology import host as lab_host
 
@@ -51,19 +51,7 @@ def fixture_vm(module_guests):
     started = time.monotonic()
     booted = module_guests.boot("hv1", "t-mig-%s" % os.urandom(3).hex())
     note("boot", time.monotonic() - started)
-    answer = client_http(booted["address"])["answer"]
-    return {"name": booted["name"], "address": booted["address"], "boot": answer["boot"], "counter": int(answer["counter"])}
-
-
-def assert_alive(vm, label):
-    """One request from the client, at once: the same guest (boot id) answers, its counter has gone on."""
-    reply = client_http(vm["address"])
-    assert reply["ok"], "%s: the guest did not answer at once: %s" % (label, reply)
-    answer = reply["answer"]
-    assert answer["boot"] == vm["boot"], "%s: the guest rebooted" % label
-    assert int(answer["counter"]) > vm["counter"], "%s: the counter went back (%s after %s)" % (label, answer["counter"], vm["counter"])
-    vm["counter"] = int(answer["counter"])
-    return answer
+    return guest_snapshot(booted)
 
 
 def migrate(ansible, lab, vm, source, **options):

@@ -21,7 +21,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
-from lab.ansible import client_http, run_in, where
+from lab.ansible import assert_alive, client_http, guest_snapshot, run_in, where
 from lab.daemon import HypervisorDaemon
 from lab.topology import host as lab_host
 
@@ -36,18 +36,7 @@ OTHER = {"hv1": "hv2", "hv2": "hv1"}
 def fixture_vm(module_guests):
     """A guest booted on hv1, with what its agent said last (counter and boot id)."""
     booted = module_guests.boot("hv1", "t-ssh-%s" % os.urandom(3).hex())
-    answer = client_http(booted["address"])["answer"]
-    return {"name": booted["name"], "address": booted["address"], "boot": answer["boot"], "counter": int(answer["counter"])}
-
-
-def assert_alive(vm, label):
-    """One request from the client, at once: the same guest (boot id) answers, its counter has gone on."""
-    reply = client_http(vm["address"])
-    assert reply["ok"], "%s: the guest did not answer at once: %s" % (label, reply)
-    answer = reply["answer"]
-    assert answer["boot"] == vm["boot"], "%s: the guest rebooted" % label
-    assert int(answer["counter"]) > vm["counter"], "%s: the counter went back" % label
-    vm["counter"] = int(answer["counter"])
+    return guest_snapshot(booted)
 
 
 def migrate(ansible, lab, vm, source, **options):
