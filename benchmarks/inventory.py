@@ -52,6 +52,7 @@ from ansible.plugins.loader import fragment_loader
 from ansible.utils.plugin_docs import add_fragments
 
 from ansible_collections.arctictern.virt.plugins.inventory import libvirt as libvirt_inventory
+from docblock import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
@@ -383,13 +384,6 @@ def table(results):
     return "\n".join(lines) + "\n\n" + "\n".join(notes)
 
 
-def write_doc(block):
-    text = DOC.read_text()
-    if BEGIN not in text or END not in text:
-        raise RuntimeError("%s has no %s ... %s markers" % (DOC, BEGIN, END))
-    DOC.write_text(text.split(BEGIN)[0] + BEGIN + "\n" + block + "\n" + END + text.split(END)[1])
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hypervisors", type=int, default=50)
@@ -438,7 +432,7 @@ def main(argv=None):
     print(block)
     if not args.no_doc:
         RAW.write_text(json.dumps(results, indent=1) + "\n")
-        write_doc(block)
+        replace_block(DOC, BEGIN, END, block)
         log("wrote %s and %s" % (RAW.relative_to(ROOT), DOC.relative_to(ROOT)))
     return 0
 

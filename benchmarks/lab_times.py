@@ -19,6 +19,7 @@ from pathlib import Path
 
 import libvirt
 
+from docblock import replace_block
 from lab import lab as lab_control
 from lab import image as image_module
 from lab.ansible import Ansible, client_http
@@ -102,8 +103,7 @@ def main(argv=None):
     table = "\n".join(lines)
     print(table)
     print(json.dumps({"bridged": bridged, "nat": nat}))
-    text = DOC.read_text()
-    DOC.write_text(text.split(BEGIN)[0] + BEGIN + "\n" + table + "\n" + END + text.split(END)[1])
+    replace_block(DOC, BEGIN, END, table)
     return 0
 
 

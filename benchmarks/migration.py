@@ -32,6 +32,7 @@ import libvirt
 import libvirt_qemu
 
 from ansible_collections.arctictern.virt.plugins.module_utils._migration import MigrationOptions
+from docblock import replace_block
 from lab import lab as lab_control
 from lab import topology as lab_topology
 from lab.ansible import ROOT, Ansible, ansible_env, client_http
@@ -719,12 +720,9 @@ def plot(samples_by_variant, labels, path):
 
 
 def write_doc(table, dirty, target_lines, header):
-    text = DOC.read_text()
-    text = text.split(BEGIN)[0] + BEGIN + "\n" + header + "\n\n" + table + "\n\n" + target_lines + "\n" + END + \
-        text.split(END)[1]
+    replace_block(DOC, BEGIN, END, header + "\n\n" + table + "\n\n" + target_lines)
     if dirty is not None:
-        text = text.split(DIRTY_BEGIN)[0] + DIRTY_BEGIN + "\n" + dirty + "\n" + DIRTY_END + text.split(DIRTY_END)[1]
-    DOC.write_text(text)
+        replace_block(DOC, DIRTY_BEGIN, DIRTY_END, dirty)
 
 
 def _json_safe(value):

@@ -39,6 +39,31 @@ def _write_conf(path, settings):
     path.write_text("".join("%s = %s\n" % (key, _setting(value)) for key, value in settings.items()))
 
 
+def running_pid(pid_file, program):
+    """The PID ``pid_file`` names while that process runs ``program`` (an absolute path), or None: a killed daemon
+    may linger as a zombie, which counts as not running."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        status = Path("/proc/%d/status" % pid).read_text()
+        command = Path("/proc/%d/cmdline" % pid).read_bytes()
+    except (OSError, ValueError):
+        return None
+    state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
+    # A pid file left by a reboot may name a PID that another program has since. "in", not "startswith": sshd
+    # rewrites its command line ("sshd: /usr/sbin/sshd -D ... [listener] ...").
+    return pid if state not in ("Z", "X") and program.encode() in command else None
+
+
+def terminate(pid, running, timeout, interval=0.1):
+    """SIGTERM ``pid``, then SIGKILL when ``running()`` still says so after ``timeout`` seconds."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running() and time.monotonic() < deadline:
+        time.sleep(interval)
+    if running():
+        os.kill(pid, signal.SIGKILL)
+
+
 class LabDaemon:
     """A program the lab runs inside one hypervisor's namespaces, found again through its pid file: ``lab up`` exits
     and leaves it to PID 1, which here is no init system and reaps nothing."""
@@ -64,17 +89,8 @@ class LabDaemon:
         return True
 
     def pid(self):
-        """The running daemon's PID, or None (a killed daemon may linger as a zombie: that counts as not running)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            status = Path("/proc/%d/status" % pid).read_text()
-            command = Path("/proc/%d/cmdline" % pid).read_bytes()
-        except (OSError, ValueError):
-            return None
-        state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
-        # A pid file left by a reboot may name a PID that another program has since. "in", not "startswith": sshd
-        # rewrites its command line ("sshd: /usr/sbin/sshd -D ... [listener] ...").
-        return pid if state not in ("Z", "X") and self.program.encode() in command else None
+        """The running daemon's PID, or None."""
+        return running_pid(self.pid_file, self.program)
 
     def start(self, timeout=30):
         if self.pid():
@@ -95,12 +111,7 @@ class LabDaemon:
         pid = self.pid()
         if not pid:
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.pid() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.pid():
-            os.kill(pid, signal.SIGKILL)
+        terminate(pid, self.pid, timeout)
         return True
 
 
@@ -153,7 +164,9 @@ class HypervisorDaemon(LabDaemon):
             "cgroup_controllers": [],
             "stdio_handler": "file",
             "namespaces": [],
-            "migration_address": self.host.link_address,
+            # Incoming migrations are offered on the link (migration_host) unless migrate_uri names another path, as
+            # a move between sites does (tcp://<WAN address>): QEMU listens on every address the host has.
+            "migration_address": "0.0.0.0",
             "migration_host": self.host.link_address,
         })
         if not self.namespaces.exists():

@@ -16,14 +16,24 @@ from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as
 
 from lab import ssh
 from lab.daemon import HypervisorDaemon
+from lab.dns import DnsServer
 from lab.image import ensure_image
 from lab.namespaces import CLONE_NEWNET, is_mountpoint, make_private_mount, setns, umount
 from lab.netlink import create_netns, create_veth_pair, link_exists, remove_netns, replace_route
-from lab.topology import CLIENT_ROUTES, HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX, NS_DIR, STATE_DIR, SWITCH
+from lab.topology import (
+    CLIENT_ROUTES, DNS_SERVER, DNS_ZONE, HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX,
+    NS_DIR, OUTSIDE_HOSTS, REMOTE_CLIENT, ROUTER, SITE_BRIDGE, SITE_GATEWAY_MAC, SITES, STATE_DIR, SWITCH, WAN_PREFIX, WAN_SUPERNET,
+    ssh_uri,
+)
 
 STATE_FILE = STATE_DIR / "lab.json"
 BIN_DIR = STATE_DIR / "bin"
 SWITCH_NETNS = NETNS_PREFIX + SWITCH
+ROUTER_NETNS = NETNS_PREFIX + ROUTER
+# The WAN's rate limit (tc tbf on the router's links to the sites); delay and loss need netem, which not every
+# kernel has: the lab tries it and records what it used in lab.json.
+WAN_RATE = os.environ.get("ATV_WAN_RATE", "1gbit")
+WAN_DELAY = os.environ.get("ATV_WAN_DELAY", "10ms")
 KVM_PROBE_SECONDS = 30
 
 
@@ -78,13 +88,83 @@ def build_network():
 
 
 def _enable_forwarding(netns):
-    """Hypervisors route, as virtualization hosts do; sysctls are per network namespace."""
-    subprocess.run(["true"], preexec_fn=lambda: _write_sysctl(netns), check=True)  # pylint: disable=subprocess-popen-preexec-fn
+    """Hypervisors route, as virtualization hosts do; sysctls are per network namespace. Where conntrack is loaded,
+    it also counts bytes and stamps each connection's start (what arctictern.virt.connections reports)."""
+    subprocess.run(["true"], preexec_fn=lambda: _write_sysctls(netns), check=True)  # pylint: disable=subprocess-popen-preexec-fn
 
 
-def _write_sysctl(netns):
+def _write_sysctls(netns):
     setns("/run/netns/%s" % netns, CLONE_NEWNET)
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    for name in ("nf_conntrack_acct", "nf_conntrack_timestamp"):
+        path = Path("/proc/sys/net/netfilter") / name
+        if path.exists():
+            path.write_text("1\n")
+
+
+def _add_address(netns, ifname, address):
+    with netlink.open_ipr(netns) as ipr:
+        if address not in netlink.addresses(ipr, ifname):
+            netlink.add_address(ipr, ifname, address)
+
+
+def build_wan():
+    """The two sites and the WAN between them: each hypervisor routes its site's subnet (on SITE_BRIDGE) and
+    reaches the other site, the DNS server and the remote client through the router."""
+    for name in [ROUTER_NETNS] + [host.netns for host in OUTSIDE_HOSTS]:
+        _ensure_netns(name)
+    _enable_forwarding(ROUTER_NETNS)
+    for site in SITES:
+        netns = NETNS_PREFIX + site.hypervisor
+        _cable(netns, "wan0", ROUTER_NETNS, "to-" + site.hypervisor)
+        _add_address(netns, "wan0", "%s/%d" % (site.wan_address, WAN_PREFIX))
+        _add_address(ROUTER_NETNS, "to-" + site.hypervisor, "%s/%d" % (site.router_address, WAN_PREFIX))
+        with netlink.open_ipr(netns) as ipr:
+            if not link_exists(ipr, SITE_BRIDGE):
+                netlink.create_bridge(ipr, SITE_BRIDGE)
+                ipr.link("set", index=netlink.link_index(ipr, SITE_BRIDGE), address=SITE_GATEWAY_MAC)
+            netlink.set_up(ipr, SITE_BRIDGE)
+        _add_address(netns, SITE_BRIDGE, "%s/%d" % (site.gateway, site.prefix))
+        with netlink.open_ipr(netns) as ipr:
+            replace_route(ipr, WAN_SUPERNET, gateway=site.router_address)
+        with netlink.open_ipr(ROUTER_NETNS) as router:
+            replace_route(router, site.subnet, gateway=site.wan_address)
+    for host in OUTSIDE_HOSTS:
+        _cable(host.netns, "eth0", ROUTER_NETNS, "to-" + host.name)
+        _add_address(host.netns, "eth0", "%s/%d" % (host.address, host.prefix))
+        _add_address(ROUTER_NETNS, "to-" + host.name, "%s/%d" % (host.router_address, host.prefix))
+        with netlink.open_ipr(host.netns) as ipr:
+            replace_route(ipr, WAN_SUPERNET, gateway=host.router_address)
+    return _shape_wan()
+
+
+def _tc(*args):
+    return subprocess.run(["tc", "-n", ROUTER_NETNS, *args], capture_output=True, text=True, check=False)
+
+
+def _shape_wan():
+    """Delay (netem) where the kernel has it, else a rate limit (tbf), on the router's links to the sites; what was
+    used, for lab.json."""
+    shaping = {"rate": None, "delay": None, "note": None}
+    for site in SITES:
+        device = "to-" + site.hypervisor
+        netem = _tc("qdisc", "replace", "dev", device, "root", "netem", "delay", WAN_DELAY, "rate", WAN_RATE)
+        if netem.returncode == 0:
+            shaping.update(rate=WAN_RATE, delay=WAN_DELAY)
+            continue
+        shaping["note"] = "no netem in this kernel (%s): no delay or loss on the WAN, only tbf's rate limit" % (
+            netem.stderr.strip().splitlines()[-1] if netem.stderr.strip() else "tc failed")
+        tbf = _tc("qdisc", "replace", "dev", device, "root", "tbf", "rate", WAN_RATE, "burst", "256kb", "latency", "50ms")
+        if tbf.returncode != 0:
+            raise RuntimeError("tc tbf on %s failed: %s" % (device, tbf.stderr.strip()))
+        shaping["rate"] = WAN_RATE
+    return shaping
+
+
+def dns_server():
+    """The lab's BIND 9, authoritative for DNS_ZONE, in the DNS namespace."""
+    return DnsServer(DNS_SERVER.state_dir, DNS_SERVER.address, DNS_ZONE,
+                     enter=lambda: setns("/run/netns/%s" % DNS_SERVER.netns, CLONE_NEWNET))
 
 
 def probe_virt_type(image):
@@ -116,6 +196,7 @@ def up(log=print):
     image = ensure_image(log)
     make_private_mount(NS_DIR)
     build_network()
+    wan = build_wan()
     ssh.prepare(HYPERVISORS)
     for hypervisor in HYPERVISORS:
         daemon = HypervisorDaemon(hypervisor)
@@ -123,12 +204,25 @@ def up(log=print):
         for service in (daemon, ssh.SSHDaemon(hypervisor)):
             if service.start():
                 log("started %s of %s (pid %s)" % (service.name, hypervisor.name, service.pid()))
+    dns = dns_server()
+    dns.prepare()
+    if dns.start():
+        log("started named of %s (pid %s)" % (DNS_SERVER.name, dns.pid()))
     previous = read_state() or {}
     virt_type = previous.get("virt_type") or probe_virt_type(image)
     state = {
         "virt_type": virt_type,
         "image": {"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_release": image.kernel_release},
-        "hosts": {host.name: _describe(host) for host in HOSTS},
+        "hosts": {host.name: _describe(host) for host in HOSTS + OUTSIDE_HOSTS},
+        "wan": {
+            "sites": {site.hypervisor: {"site": site.name, "subnet": site.subnet, "gateway": site.gateway,
+                                        "wan_address": site.wan_address, "bridge": SITE_BRIDGE,
+                                        "ssh_uri": ssh_uri(site.wan_address)} for site in SITES},
+            "shaping": wan,
+            "dns": {"server": DNS_SERVER.address, "zone": DNS_ZONE, "key_name": dns.key["name"],
+                    "key_algorithm": dns.key["algorithm"], "key_secret": dns.key["secret"]},
+            "remote_client": REMOTE_CLIENT.address,
+        },
     }
     STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
     log("lab up in %.1fs: %s, guests run under %s" % (
@@ -166,6 +260,7 @@ def _describe(host):
     return {
         "netns": host.netns,
         "lan_address": host.lan_address,
+        "address": getattr(host, "address", host.lan_address),
         "link_address": host.link_address,
         "uri": host.uri if daemon else None,
         "migration_uri": host.migration_uri if daemon else None,
@@ -203,6 +298,7 @@ def _lab_pids():
 def down(log=print):
     for hypervisor in HYPERVISORS:
         HypervisorDaemon(hypervisor).stop()
+    dns_server().stop()
     pids = _lab_pids()
     for pid in pids:
         try:

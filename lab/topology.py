@@ -59,7 +59,13 @@ class LabHost:
     def ssh_uri(self):
         """The production layout: how the other hypervisors reach this one over SSH on the LAN (management), with
         the lab's key; the host key is checked against the lab's known hosts (no_tty: no one to ask for anything)."""
-        return "qemu+ssh://root@%s/system?keyfile=%s&no_tty=1" % (self.lan_address, SSH_KEY)
+        return ssh_uri(self.lan_address)
+
+
+def ssh_uri(address):
+    """qemu+ssh to a hypervisor's ``address`` with the lab's key; the host key is checked against the lab's known hosts
+    (no_tty: no one to ask for anything)."""
+    return "qemu+ssh://root@%s/system?keyfile=%s&no_tty=1" % (address, SSH_KEY)
 
 
 HOSTS = (
@@ -76,3 +82,65 @@ CLIENT_ROUTES = {"198.18.100.0/24": "198.18.0.11", "198.18.200.0/24": "198.18.0.
 
 def host(name):
     return next(candidate for candidate in HOSTS if candidate.name == name)
+
+
+# The WAN layout (issue #8): two sites in different subnets, each routed by its hypervisor, joined through a router
+# namespace (the "WAN"); a DNS server and a remote client sit outside both sites, each on a subnet of its own behind
+# the router. 198.19.0.0/16 is the other half of RFC 2544's benchmarking range. The LAN layout above stays as it is.
+ROUTER = "wan"
+SITE_BRIDGE = "site0"       # every site's guest bridge has this name, so a guest's definition fits both sites
+# Every site's gateway answers with the same MAC (VRRP's first virtual router MAC, as sites with an anycast gateway
+# have): a guest that moves keeps a valid neighbour entry for its gateway in both directions, so a move back after
+# a failed cutover needs no announcement at the old site either.
+SITE_GATEWAY_MAC = "00:00:5e:00:01:01"
+WAN_PREFIX = 30
+WAN_SUPERNET = "198.19.0.0/16"
+DNS_ZONE = "lab.test"
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    hypervisor: str
+    subnet: str             # the site's guest subnet, on the hypervisor's SITE_BRIDGE
+    gateway: str            # the hypervisor's address on that bridge: the guests' default gateway
+    wan_address: str        # the hypervisor's end of its WAN link
+    router_address: str     # the router's end
+
+    @property
+    def prefix(self):
+        return int(self.subnet.split("/")[1])
+
+
+@dataclass(frozen=True)
+class OutsideHost:
+    """A host outside both sites, on a /24 of its own behind the router."""
+
+    name: str
+    address: str
+    router_address: str
+    prefix = 24
+    lan_address = None
+    link_address = None
+    is_hypervisor = False
+
+    @property
+    def netns(self):
+        return NETNS_PREFIX + self.name
+
+    @property
+    def state_dir(self):
+        return STATE_DIR / "hosts" / self.name
+
+
+SITES = (
+    Site("a", "hv1", subnet="198.19.1.0/24", gateway="198.19.1.1", wan_address="198.19.0.2", router_address="198.19.0.1"),
+    Site("b", "hv2", subnet="198.19.2.0/24", gateway="198.19.2.1", wan_address="198.19.0.6", router_address="198.19.0.5"),
+)
+DNS_SERVER = OutsideHost("dns", address="198.19.4.53", router_address="198.19.4.1")
+REMOTE_CLIENT = OutsideHost("remote", address="198.19.3.10", router_address="198.19.3.1")
+OUTSIDE_HOSTS = (DNS_SERVER, REMOTE_CLIENT)
+
+
+def site_of(hypervisor):
+    return next(site for site in SITES if site.hypervisor == hypervisor)

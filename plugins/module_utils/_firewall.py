@@ -11,19 +11,19 @@ hash of the network name (iptables chain names are short, and the user's name mu
 - filter ``ATV_FWD_<hash>``, jumped to from the first rule of FORWARD (ahead of libvirt's jumps), accepting the
   DNATed connections.
 
-Everything here is pure except ``Iptables``, which runs iptables through a ``run(argv)`` callable shaped like
-``AnsibleModule.run_command`` (argv lists, never a shell).
+Everything here is pure except ``Iptables``, the runner of _iptables.py set to the nat and filter tables, which
+runs iptables through a ``run(argv)`` callable shaped like ``AnsibleModule.run_command`` (argv lists, never a shell).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shlex
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _validate
-from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils import _iptables, _validate
+from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
+from ansible_collections.arctictern.virt.plugins.module_utils._iptables import jumps_to, sync_chain, sync_jump
 
 OPTION = "port_forwards"
 PROTOCOLS = ("tcp", "udp")
@@ -121,27 +121,6 @@ def jump_rules(network):
     )
 
 
-def parse_rules(text):
-    """``iptables -S`` output of one table as {chain: [rule as a token list]}, listing empty chains too."""
-    chains = {}
-    for line in text.splitlines():
-        try:
-            tokens = shlex.split(line)
-        except ValueError:  # a comment with an odd quote in someone else's rule
-            tokens = line.split()
-        if len(tokens) < 2:
-            continue
-        if tokens[0] in ("-P", "-N"):
-            chains.setdefault(tokens[1], [])
-        elif tokens[0] == "-A":
-            chains.setdefault(tokens[1], []).append(tokens[2:])
-    return chains
-
-
-def _jumps_to(rule, chain):
-    return any(flag in ("-j", "-g") and target == chain for flag, target in zip(rule, rule[1:]))
-
-
 def _forward_from_rule(rule):
     """The Forward a DNAT rule of ours stands for, or None for a rule of another shape."""
     values = {}
@@ -169,30 +148,6 @@ def current_forwards(tables, network):
     return tuple(sorted({forward for forward in forwards if forward}, key=Forward.sort_key))
 
 
-def _sync_chain(tables, table, chain, wanted):
-    existing = tables.get(table, {}).get(chain)
-    commands = []
-    if existing is None:
-        commands.append(["-t", table, "-N", chain])
-        existing = []
-    missing = list(wanted)
-    for rule in existing:
-        if rule in missing:
-            missing.remove(rule)
-        else:  # not wanted, or a duplicate
-            commands.append(["-t", table, "-D", chain] + rule)
-    return commands + [["-t", table, "-A", chain] + rule for rule in missing]
-
-
-def _sync_jump(tables, table, parent, rule, first):
-    rules = tables.get(table, {}).get(parent, [])
-    jumps = [existing for existing in rules if _jumps_to(existing, rule[-1])]
-    if jumps == [rule] and (not first or rules[0] == rule):
-        return []
-    commands = [["-t", table, "-D", parent] + jump for jump in jumps]
-    return commands + [["-t", table, "-I", parent, "1"] + rule if first else ["-t", table, "-A", parent] + rule]
-
-
 def _unique(rules):
     unique = []
     for rule in rules:
@@ -210,40 +165,20 @@ def plan(tables, network, forwards):
         for table in TABLES:
             for parent, rules in tables.get(table, {}).items():
                 commands += [["-t", table, "-D", parent] + rule for rule in rules
-                             if parent not in (dnat, accept) and (_jumps_to(rule, dnat) or _jumps_to(rule, accept))]
+                             if parent not in (dnat, accept) and (jumps_to(rule, dnat) or jumps_to(rule, accept))]
         for table, chain in (("nat", dnat), ("filter", accept)):
             if chain in tables.get(table, {}):
                 commands += [["-t", table, "-F", chain], ["-t", table, "-X", chain]]
         return commands
-    commands = _sync_chain(tables, "nat", dnat, _unique(dnat_rule(forward) for forward in forwards))
-    commands += _sync_chain(tables, "filter", accept, _unique(accept_rule(forward) for forward in forwards))
+    commands = sync_chain(tables, "nat", dnat, _unique(dnat_rule(forward) for forward in forwards))
+    commands += sync_chain(tables, "filter", accept, _unique(accept_rule(forward) for forward in forwards))
     for table, parent, rule, first in jump_rules(network):
-        commands += _sync_jump(tables, table, parent, rule, first)
+        commands += sync_jump(tables, table, parent, rule, first)
     return commands
 
 
-class Iptables:
-    """Reads and changes the host's iptables rules with ``run(argv) -> (rc, stdout, stderr)``."""
+class Iptables(_iptables.Iptables):
+    """The host's nat and filter tables, through ``run(argv) -> (rc, stdout, stderr)``; failures name the option."""
 
     def __init__(self, binary, run):
-        self.binary = binary
-        self.run = run
-
-    def argv(self, args):
-        # -w: wait for the xtables lock rather than fail while libvirt is changing rules too.
-        return [self.binary, "-w"] + list(args)
-
-    def _run(self, args):
-        argv = self.argv(args)
-        rc, out, err = self.run(argv)
-        if rc != 0:
-            raise VirtError("%s: '%s' failed: %s" % (OPTION, " ".join(argv), (err or out or "rc=%d" % rc).strip()))
-        return out
-
-    def tables(self):
-        """Every rule of the nat and filter tables, as {table: parse_rules(...)}."""
-        return {table: parse_rules(self._run(["-t", table, "-S"])) for table in TABLES}
-
-    def apply(self, commands):
-        for command in commands:
-            self._run(command)
+        super().__init__(binary, run, TABLES, OPTION)

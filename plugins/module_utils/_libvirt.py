@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, VirtError
 
@@ -128,3 +129,31 @@ JOB_OPERATIONS = {
 def job_figures(stats):
     """The progress fields of a jobStats() dict (None where the job does not report one)."""
     return {field: stats.get(field) for field in PROGRESS_FIELDS}
+
+
+def wait_for_departure(uri, name, timeout, job_timeout=60.0, interval=0.02):
+    """Wait until guest ``name`` no longer runs on the host behind ``uri`` (migrated away, or stopped).
+
+    Returns None once it is gone; otherwise why it is still here: ``timeout`` seconds passed, or no migration job
+    has run for ``job_timeout`` seconds (nothing is moving it, or its migration ended and it stayed), so that a
+    task waiting next to a failed migration ends instead of waiting out ``timeout``."""
+    started = time.monotonic()
+    last_job = started
+    with connection(uri) as conn:
+        while True:
+            now = time.monotonic()
+            try:
+                domain = conn.lookupByName(name)
+                if not domain.isActive():
+                    return None
+                if domain.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                    last_job = now
+            except libvirt.libvirtError as error:
+                if is_error(error, "VIR_ERR_NO_DOMAIN"):
+                    return None
+                raise VirtError("guest '%s': %s" % (name, error_message(error))) from None
+            if now - started >= timeout:
+                return "it still runs here after %g s" % timeout
+            if now - last_job >= job_timeout:
+                return "it still runs here and no migration job has run for %g s" % job_timeout
+            time.sleep(interval)

@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.arctictern.virt.plugins.module_utils import _firewall
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._firewall import Forward, Iptables, chain_names, plan
+from ansible_collections.arctictern.virt.plugins.module_utils._iptables import parse_rules
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._iptables_fake import FakeIptables
 
 SUBNET = ipaddress.ip_interface("198.18.100.1/24")
@@ -53,7 +54,7 @@ LIBVIRT_NAT = """-P PREROUTING ACCEPT
 
 
 def libvirt_tables():
-    return {"nat": _firewall.parse_rules(LIBVIRT_NAT), "filter": _firewall.parse_rules(LIBVIRT_FILTER)}
+    return {"nat": parse_rules(LIBVIRT_NAT), "filter": parse_rules(LIBVIRT_FILTER)}
 
 
 def apply(tables, commands):
@@ -156,7 +157,7 @@ def test_rules_are_written_as_iptables_prints_them():
 
 
 def test_parse_rules_keeps_chains_and_rule_tokens():
-    tables = _firewall.parse_rules(LIBVIRT_NAT + '-A POSTROUTING -m comment --comment "odd \' quote" -j RETURN\n')
+    tables = parse_rules(LIBVIRT_NAT + '-A POSTROUTING -m comment --comment "odd \' quote" -j RETURN\n')
 
     assert set(tables) == {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "LIBVIRT_PRT"}
     assert tables["PREROUTING"] == []
