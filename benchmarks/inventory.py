@@ -52,7 +52,7 @@ from ansible.plugins.loader import fragment_loader
 from ansible.utils.plugin_docs import add_fragments
 
 from ansible_collections.arctictern.virt.plugins.inventory import libvirt as libvirt_inventory
-from docblock import replace_block
+from benchmarks.docblock import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import libvirt
 
-from docblock import replace_block
+from benchmarks.docblock import replace_block
 from lab import lab as lab_control
 from lab import image as image_module
 from lab.ansible import Ansible, client_http

@@ -32,7 +32,7 @@ import libvirt
 import libvirt_qemu
 
 from ansible_collections.arctictern.virt.plugins.module_utils._migration import MigrationOptions
-from docblock import replace_block
+from benchmarks.docblock import replace_block
 from lab import lab as lab_control
 from lab import topology as lab_topology
 from lab.ansible import ROOT, Ansible, ansible_env, client_http

@@ -354,14 +354,37 @@ def wait_for_drain(poll, wait_until, timeout, interval):
     return first, last, round(time.monotonic() - start, 3), len(last) <= wait_until
 
 
+def without_stalled(idle_timeout):
+    """A filter for successive reads: it drops the connections whose packet count has not moved for more than
+    ``idle_timeout`` seconds across the reads (those whose idle time the table alone cannot tell, say a dead
+    connection the kernel keeps on the short retransmission timeout)."""
+    seen = {}
+
+    def keep(connections):
+        now = time.monotonic()
+        kept = []
+        for connection in connections:
+            key = _sort_key(connection)
+            previous = seen.get(key)
+            if previous is None or previous[0] != connection["packets"]:
+                seen[key] = (connection["packets"], now)
+                kept.append(connection)
+            elif idle_timeout is None or now - previous[1] <= idle_timeout:
+                kept.append(connection)
+        return kept
+
+    return keep
+
+
 def connection_report(module):
     """The module's run: the connections to or from the address, after the wait when one is asked."""
     params = module.params
     address, version = validate(params)
     table_was_empty = _sysctl(COUNT_SYSCTL) == 0
+    active = without_stalled(params["idle_timeout"])
     with open_conntrack(version) as ct:
         first, last, waited, drained = wait_for_drain(
-            lambda: read_connections(ct, version, address, params),
+            lambda: active(read_connections(ct, version, address, params)),
             params["wait_until"], params["timeout"], params["interval"])
     result = {"connections": last, "count": len(last), "count_at_start": len(first), "waited": waited,
               "notes": notes(last, table_was_empty)}

@@ -131,8 +131,17 @@ def job_figures(stats):
     return {field: stats.get(field) for field in PROGRESS_FIELDS}
 
 
+def _switching_over(domain):
+    """Whether the guest is paused for the switch-over of its migration (the last copy, or post-copy): from then on
+    it runs, or is about to run, on the destination, whose network device holds what arrives until it resumes."""
+    state, reason = domain.state()
+    return state == libvirt.VIR_DOMAIN_PAUSED and reason in (libvirt.VIR_DOMAIN_PAUSED_MIGRATION,
+                                                              libvirt.VIR_DOMAIN_PAUSED_POSTCOPY)
+
+
 def wait_for_departure(uri, name, timeout, job_timeout=60.0, interval=0.02):
-    """Wait until guest ``name`` no longer runs on the host behind ``uri`` (migrated away, or stopped).
+    """Wait until guest ``name`` leaves the host behind ``uri``: it no longer runs there (migrated away, or
+    stopped), or it is paused for the switch-over of its migration.
 
     Returns None once it is gone; otherwise why it is still here: ``timeout`` seconds passed, or no migration job
     has run for ``job_timeout`` seconds (nothing is moving it, or its migration ended and it stayed), so that a
@@ -144,7 +153,7 @@ def wait_for_departure(uri, name, timeout, job_timeout=60.0, interval=0.02):
             now = time.monotonic()
             try:
                 domain = conn.lookupByName(name)
-                if not domain.isActive():
+                if not domain.isActive() or _switching_over(domain):
                     return None
                 if domain.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
                     last_job = now

@@ -82,7 +82,9 @@ options:
         went away without closing it stays ESTABLISHED in the table for days (the kernel's
         C(net.netfilter.nf_conntrack_tcp_timeout_established), 5 days by default), and would keep a wait from ever
         draining; an idle connection that is still alive is not counted either.
-      - A connection's idle time is the timeout of its state less what is left of it (RV(connections[].idle)).
+      - A connection's idle time is the timeout of its state less what is left of it (RV(connections[].idle)). Where
+        that cannot tell (a TCP entry with data unacknowledged gets a shorter timeout), a connection whose packet
+        count has not moved for longer than this during the wait does not count either.
     type: float
 attributes:
   check_mode:

@@ -163,8 +163,10 @@ options:
   wait_for_departure:
     description:
       - Name of a libvirt guest that is being migrated away from this host. Before changing anything the module
-        waits until the guest no longer runs here, so that O(routes) into the tunnel take over the moment it
-        leaves. Run it as an async task next to the migration (see the role M(arctictern.virt.wan_migration)).
+        waits until the guest no longer runs here or is paused for the switch-over of its migration, so that
+        O(routes) into the tunnel take over the moment it leaves (what reaches the destination before the guest
+        resumes there waits in its network device). Run it as an async task next to the migration (see the role
+        C(arctictern.virt.wan_migration)).
       - Fails, naming this option and changing nothing, when the guest is still here after O(departure_timeout)
         seconds or when no migration job of it has run for 60 seconds (its migration failed or never started).
       - Not in check mode. Needs libvirt-python.

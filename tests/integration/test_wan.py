@@ -237,7 +237,7 @@ def move(ansible, name, wan, **extra):
     """Run playbooks/migrate_wan.yml with ``extra`` variables; (process, report)."""
     report = Path(tempfile.mkdtemp()) / "report.json"
     extra_vars = {"wan_migration_report_path": str(report), "wan_migration_dns_low_ttl": 2,
-                  "wan_migration_drain_timeout": 60}
+                  "wan_migration_drain_timeout": 60, "wan_migration_drain_idle": 10}
     extra_vars.update(extra)
     proc = ansible.playbook(PLAYBOOK, extra_vars=extra_vars)
     return proc, (json.loads(report.read_text()) if report.exists() else None)

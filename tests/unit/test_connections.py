@@ -567,3 +567,19 @@ def test_idle_is_the_timeout_of_the_state_less_what_is_left(monkeypatch):
     assert _conntrack.counts(dict(tcp, idle=59), None, ["ESTABLISHED"], idle_timeout=60)
     assert _conntrack.counts(dict(tcp, idle=None), None, ["ESTABLISHED"], idle_timeout=60)
     assert _conntrack.counts(dict(tcp, idle=10 ** 6), None, ["ESTABLISHED"])
+
+
+def test_a_connection_whose_packets_stop_moving_stops_counting(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(_conntrack.time, "monotonic", lambda: clock[0])
+    keep = _conntrack.without_stalled(10)
+    moving = {"protocol": "tcp", "source": "192.0.2.1", "source_port": 1, "destination": "192.0.2.2",
+              "destination_port": 7, "packets": 5}
+    stalled = dict(moving, source_port=2)
+    assert keep([moving, stalled]) == [moving, stalled]
+    clock[0] += 8
+    moving = dict(moving, packets=9)
+    assert keep([moving, stalled]) == [moving, stalled], "8 s without a packet is within the 10 s"
+    clock[0] += 5
+    assert keep([moving, stalled]) == [moving], "13 s without a packet"
+    assert _conntrack.without_stalled(None)([stalled, stalled]) == [stalled, stalled]
