@@ -135,8 +135,8 @@ def _switching_over(domain):
     """Whether the guest is paused for the switch-over of its migration (the last copy, or post-copy): from then on
     it runs, or is about to run, on the destination, whose network device holds what arrives until it resumes."""
     state, reason = domain.state()
-    return state == libvirt.VIR_DOMAIN_PAUSED and reason in (libvirt.VIR_DOMAIN_PAUSED_MIGRATION,
-                                                              libvirt.VIR_DOMAIN_PAUSED_POSTCOPY)
+    switch_over = (libvirt.VIR_DOMAIN_PAUSED_MIGRATION, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY)
+    return state == libvirt.VIR_DOMAIN_PAUSED and reason in switch_over
 
 
 def wait_for_departure(uri, name, timeout, job_timeout=60.0, interval=0.02):
@@ -155,7 +155,7 @@ def wait_for_departure(uri, name, timeout, job_timeout=60.0, interval=0.02):
                 domain = conn.lookupByName(name)
                 if not domain.isActive() or _switching_over(domain):
                     return None
-                if domain.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                if domain.jobStats().get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
                     last_job = now
             except libvirt.libvirtError as error:
                 if is_error(error, "VIR_ERR_NO_DOMAIN"):

@@ -78,8 +78,8 @@ def test_ddns_check_apply_again_and_diff(ansible, wan):
     assert query(wan, name) == (60, ["192.0.2.10", "192.0.2.11"])
     assert query(wan, name, "AAAA") == (60, ["2001:db8::10"])
     # The same data with another TTL is a change.
-    ttl = ansible.ok("hv1", "ddns", **dns_args(wan, record=name, value=["192.0.2.10", "192.0.2.11"], ttl=5,
-                                                state="exact"))
+    lowered = dns_args(wan, record=name, value=["192.0.2.10", "192.0.2.11"], ttl=5, state="exact")
+    ttl = ansible.ok("hv1", "ddns", **lowered)
     assert ttl["changed"] and ttl["previous"]["ttl"] == 60
     assert query(wan, name) == (5, ["192.0.2.10", "192.0.2.11"])
     gone = ansible.ok("hv1", "ddns", **dns_args(wan, record=name, value=["192.0.2.10"], state="absent"))
