@@ -13,6 +13,7 @@ answer changes, which is what a client that caches by the TTL sees after a DNS u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -63,13 +64,15 @@ def target_address(name, server):
 class Stream:
     """One connection: a sender thread paced at ``rate`` records/s, a receiver thread checking the echo."""
 
-    def __init__(self, conn_id, address, port, rate, stop, started):
+    def __init__(self, conn_id, address, port, rate, stop):
         self.conn_id, self.address, self.port, self.rate = conn_id, address, port, rate
-        self.stop, self.started = stop, started
+        self.stop = stop
         self.sent = self.echoed = self.corrupted = self.reordered = 0
         self.error = None
         self.sending = True
         self.connect_s = None
+        self.connected_at = None
+        self.expected = 0
         self.receive_times = []
         self.progress = []
         self.sock = None
@@ -77,7 +80,8 @@ class Stream:
     def connect(self, timeout):
         began = time.time()
         self.sock = socket.create_connection((self.address, self.port), timeout=timeout)
-        self.connect_s = time.time() - began
+        self.connected_at = time.time()
+        self.connect_s = self.connected_at - began
         self.sock.settimeout(None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), USER_TIMEOUT_MS)
@@ -124,8 +128,9 @@ class Stream:
                 conn_id, seq, _length = HEADER.unpack(body[:HEADER.size])
                 if zlib.crc32(body) != crc or conn_id != self.conn_id or item != record(conn_id, seq):
                     self.corrupted += 1
-                elif seq != self.echoed:
+                elif seq != self.expected:
                     self.reordered += 1
+                self.expected = seq + 1
                 self.echoed += 1
                 self.receive_times.append(now)
             if now - last_progress >= PROGRESS_EVERY_S:
@@ -133,9 +138,10 @@ class Stream:
                 last_progress = now
 
     def summary(self, ended):
-        times = [self.started] + self.receive_times
+        times = [self.connected_at] + self.receive_times
         gaps = [later - earlier for earlier, later in zip(times, times[1:])]
-        if self.error:
+        # A connection that broke, or never got its last records back, stalled from its last echo to the end.
+        if self.error or self.echoed < self.sent:
             gaps.append(ended - times[-1])
         return {
             "conn_id": self.conn_id,
@@ -158,7 +164,7 @@ def run_streams(name, server, port, count, rate, seconds, until_file, drain_s, c
     address = target_address(name, server)
     stop = threading.Event()
     started = time.time()
-    streams = [Stream(conn_id, address, port, rate, stop, started) for conn_id in range(count)]
+    streams = [Stream(conn_id, address, port, rate, stop) for conn_id in range(count)]
     failed = []
     for stream in streams:
         try:
@@ -178,10 +184,15 @@ def run_streams(name, server, port, count, rate, seconds, until_file, drain_s, c
         time.sleep(0.05)
     drain_until[0] = time.time() + drain_s
     stop.set()
+    deadline = time.time() + drain_s + 5
     for thread in threads:
-        thread.join(drain_s + 5)
+        thread.join(max(deadline - time.time(), 0))
     ended = time.time()
     for stream in live:
+        # Unblocks a sender stuck on a dead connection, so that its thread ends with the process.
+        if stream.sending:
+            with contextlib.suppress(OSError):
+                stream.sock.shutdown(socket.SHUT_RDWR)
         stream.sock.close()
     return {"name": name, "address": address, "port": port, "rate": rate, "record_size": RECORD_SIZE,
             "started": started, "ended": ended, "connect_failures": failed,

@@ -366,7 +366,8 @@ def without_stalled(idle_timeout):
         for connection in connections:
             key = _sort_key(connection)
             previous = seen.get(key)
-            if previous is None or previous[0] != connection["packets"]:
+            # Without packet counters (net.netfilter.nf_conntrack_acct=0) nothing can be seen to stall.
+            if connection["packets"] is None or previous is None or previous[0] != connection["packets"]:
                 seen[key] = (connection["packets"], now)
                 kept.append(connection)
             elif idle_timeout is None or now - previous[1] <= idle_timeout:

@@ -583,3 +583,7 @@ def test_a_connection_whose_packets_stop_moving_stops_counting(monkeypatch):
     clock[0] += 5
     assert keep([moving, stalled]) == [moving], "13 s without a packet"
     assert _conntrack.without_stalled(None)([stalled, stalled]) == [stalled, stalled]
+    uncounted = dict(stalled, packets=None)
+    assert keep([uncounted]) == [uncounted]
+    clock[0] += 60
+    assert keep([uncounted]) == [uncounted], "without counters a connection is never taken for stalled"
