@@ -363,7 +363,7 @@ def plot(results):
         ax.axvline(step["started"] - origin, color="grey", linestyle=":", linewidth=0.8)
         ax.text(step["started"] - origin, ax.get_ylim()[1] * 0.98, step["step"], rotation=90, fontsize=7,
                 va="top", ha="right", color="dimgrey")
-    ax.set_xlabel("seconds since the streams started (run %s)" % results["run"])
+    ax.set_xlabel("seconds since the role started (run %s)" % results["run"])
     ax.set_ylabel("records echoed back, per connection")
     ax.set_title("%d TCP connections to %s while it moves from site A to site B (role arctictern.virt.wan_migration)"
                  % (len(attempt["streams"]["connections"]), WAN_GUEST), fontsize=10)
@@ -383,7 +383,16 @@ def main(argv=None):
     parser.add_argument("--drain-idle", type=float, default=10.0,
                         help="connections without a packet this long do not count as still to drain")
     parser.add_argument("--no-doc", action="store_true", help="print only; write nothing under docs/")
+    parser.add_argument("--from-raw", action="store_true",
+                        help="measure nothing: write the table and the timeline again from %s" % RAW.relative_to(ROOT))
     args = parser.parse_args(argv)
+    if args.from_raw:
+        results = json.loads(RAW.read_text())
+        block = table(results)
+        print(block)
+        plot(results)
+        replace_block(DOC, BEGIN, END, block)
+        return 0
     bench = Bench(args)
     run = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     results = {"run": run, "connections": args.connections, "rate": args.rate,
