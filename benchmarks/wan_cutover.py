@@ -32,10 +32,11 @@ import threading
 import time
 from pathlib import Path
 
+import libvirt
 
 from benchmarks.docblock import replace_block
 from lab import lab as lab_control
-from lab.ansible import ROOT, Ansible, Streams, client_http, where
+from lab.ansible import ROOT, Ansible, ansible_env, client_http
 
 DOC = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "results"
@@ -55,9 +56,33 @@ def log(message):
     print("[%s] %s" % (datetime.datetime.now().strftime("%H:%M:%S"), message), flush=True)
 
 
+class Streams:
+    """lab/streams.py running inside a lab host until stopped."""
+
+    def __init__(self, host, *args):
+        self.stop_file = Path(tempfile.mkdtemp()) / "stop"
+        python = lab_control.read_state()["hosts"][host]["python"]
+        self.proc = subprocess.Popen([python, "-m", "lab.streams", *args, "--until-file", str(self.stop_file)],
+                                     cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+
+    def finish(self):
+        self.stop_file.touch()
+        out, err = self.proc.communicate(timeout=120)
+        if self.proc.returncode != 0 or not out.strip():
+            return {"error": err.strip()[-2000:] or "no output"}
+        return json.loads(out)
+
+
 def runs_on(state, host, name):
     """Whether the guest runs on ``host``: an incoming migration's guest is there too, paused, and does not count."""
-    return where(state, name).get(host) == "running"
+    conn = libvirt.open(state["hosts"][host]["uri"])
+    try:
+        return conn.lookupByName(name).state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    except libvirt.libvirtError:
+        return False
+    finally:
+        conn.close()
 
 
 def wait_until_runs(state, host, name, timeout=300):

@@ -117,25 +117,6 @@ def client_http(address, host="client", port=80, path="/", wait=0.0):
     return json.loads(proc.stdout)
 
 
-class Streams:
-    """lab/streams.py (``python -m lab.streams ARGS``) running inside a lab host until ``finish()``."""
-
-    def __init__(self, host, *args):
-        self.stop_file = Path(tempfile.mkdtemp()) / "stop"
-        python = lab_control.read_state()["hosts"][host]["python"]
-        self.proc = subprocess.Popen([python, "-m", "lab.streams", *args, "--until-file", str(self.stop_file)],
-                                     cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-
-    def finish(self):
-        """Stop it; what it measured, or ``{"error": ...}`` when it printed nothing."""
-        self.stop_file.touch()
-        out, err = self.proc.communicate(timeout=120)
-        if self.proc.returncode != 0 or not out.strip():
-            return {"error": err.strip()[-2000:] or "no output"}
-        return json.loads(out)
-
-
 def guest_snapshot(booted):
     """A booted guest (Guests.boot) with what its agent says now: the boot id and counter assert_alive compares."""
     answer = client_http(booted["address"])["answer"]

@@ -19,7 +19,7 @@ import libvirt
 import pytest
 
 from lab import lab as lab_control
-from lab.ansible import ROOT, Streams, client_http, run_in, where
+from lab.ansible import ROOT, ansible_env, client_http, run_in
 from lab.daemon import HypervisorDaemon
 from lab.topology import host as lab_host
 
@@ -177,11 +177,21 @@ def test_address_in_no_subnet_names_the_option(ansible):
 # -- the role end to end -------------------------------------------------------------------------------------------
 
 
-def finished(streams):
-    """What a lab.streams run measured; it must have reported."""
-    measured = finished(streams)
-    assert "error" not in measured, measured["error"]
-    return measured
+class Streams:
+    """lab/streams.py in a lab host until finished."""
+
+    def __init__(self, host, *args):
+        self.stop_file = Path(tempfile.mkdtemp()) / "stop"
+        python = lab_control.read_state()["hosts"][host]["python"]
+        self.proc = subprocess.Popen([python, "-m", "lab.streams", *args, "--until-file", str(self.stop_file)],
+                                     cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+
+    def finish(self):
+        self.stop_file.touch()
+        out, err = self.proc.communicate(timeout=120)
+        assert out.strip(), err[-2000:]
+        return json.loads(out)
 
 
 def lost(streams):
@@ -190,7 +200,13 @@ def lost(streams):
 
 def runs_on(lab, host):
     """Whether the guest runs on ``host`` (an incoming migration's guest is there too, paused: it does not count)."""
-    return where(lab, GUEST).get(host) == "running"
+    conn = libvirt.open(lab["hosts"][host]["uri"])
+    try:
+        return conn.lookupByName(GUEST).state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    except libvirt.libvirtError:
+        return False
+    finally:
+        conn.close()
 
 
 def wait(predicate, timeout, what):
@@ -244,7 +260,7 @@ def streaming_move(ansible, lab, wan, name, during=None, after=8.0, **extra):
         else:
             wait(lambda: runs_on(lab, "hv2") or future.done(), 600, "the guest at site B or the role's end")
         time.sleep(after)
-        measured = finished(streams)
+        measured = streams.finish()
         if not during:
             proc, report = future.result(timeout=900)
     finally:
@@ -271,7 +287,7 @@ def test_role_moves_the_guest_without_losing_a_connection(ansible, lab, wan, at_
     # New clients reach the guest by name at its new address, with the tunnel gone.
     fresh = Streams("remote", "tcp", at_site_a, "--server", wan["dns"]["server"], "--count", "3")
     time.sleep(2)
-    fresh_measured = finished(fresh)
+    fresh_measured = fresh.finish()
     assert fresh_measured["address"] == NEW and lost(fresh_measured) == [] and not fresh_measured["connect_failures"]
     # Re-running after a success changes nothing.
     again, again_report = move(ansible, at_site_a, wan)
