@@ -7,6 +7,7 @@ import json
 import sys
 
 from lab import lab
+from lab.debian_image import ensure_debian_image
 from lab.image import ensure_image
 
 
@@ -20,6 +21,7 @@ def main(argv=None):
         lab.down()
     elif args.action == "image":
         print(ensure_image())
+        print(ensure_debian_image())
     else:
         state = lab.read_state()
         print(json.dumps(state, indent=2) if state else "lab is down")

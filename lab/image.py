@@ -80,7 +80,7 @@ def _build(package, target):
         work = Path(work)
         _run(["apt-get", "download", "-o", "APT::Sandbox::User=root", package], cwd=work)
         deb = next(work.glob("linux-image-*.deb"))
-        vmlinuz, modules = _extract_kernel(deb)
+        vmlinuz, modules = extract_kernel(deb)
         agent = work / "agent"
         _run(["gcc", "-static", "-O2", "-Wall", "-o", str(agent), str(GUEST_SOURCES / "agent.c")])
         staging = target.with_suffix(".tmp")
@@ -93,9 +93,9 @@ def _build(package, target):
         staging.rename(target)
 
 
-def _extract_kernel(deb):
+def extract_kernel(deb, module_names=MODULES):
     """vmlinuz and the wanted modules (name -> bytes) from the kernel package, streamed out of dpkg-deb."""
-    wanted = {name.replace("_", "-"): name for name in MODULES}
+    wanted = {name.replace("_", "-"): name for name in module_names}
     modules, vmlinuz = {}, None
     with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
@@ -105,7 +105,7 @@ def _extract_kernel(deb):
                     vmlinuz = tar.extractfile(member).read()
                 elif member.isfile() and base.endswith(".ko") and base[:-3].replace("_", "-") in wanted:
                     modules[wanted[base[:-3].replace("_", "-")]] = tar.extractfile(member).read()
-    missing = set(MODULES) - set(modules)
+    missing = set(module_names) - set(modules)
     if vmlinuz is None or missing:
         raise RuntimeError("kernel package %s lacks %s" % (deb.name, sorted(missing) or "vmlinuz"))
     return vmlinuz, modules
@@ -119,7 +119,7 @@ def _decompress_kernel(vmlinuz):
     return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(vmlinuz[start:])
 
 
-class _Cpio:
+class Cpio:
     """A newc cpio archive, the format the kernel unpacks as an initramfs."""
 
     def __init__(self):
@@ -144,7 +144,7 @@ class _Cpio:
 
 
 def _initramfs(agent, modules):
-    cpio = _Cpio()
+    cpio = Cpio()
     for directory in ("bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "run"):
         cpio.add(directory, stat.S_IFDIR | 0o755)
     cpio.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))

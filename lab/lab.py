@@ -16,15 +16,17 @@ from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as
 
 from lab import ssh
 from lab.daemon import HypervisorDaemon
+from lab.debian_image import ensure_debian_image
 from lab.dns import DnsServer
 from lab.image import ensure_image
 from lab.namespaces import CLONE_NEWNET, is_mountpoint, make_private_mount, setns, umount
 from lab.netlink import create_netns, create_veth_pair, link_exists, remove_netns, replace_route
 from lab.topology import (
-    CLIENT_ROUTES, DNS_SERVER, DNS_ZONE, HOSTS, HYPERVISORS, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX,
+    CLIENT_ROUTES, DNS_SERVER, DNS_ZONE, HOSTS, HYPERVISORS, LAB_WEB_URL, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX,
     NS_DIR, OUTSIDE_HOSTS, REMOTE_CLIENT, ROUTER, SITE_BRIDGE, SITE_GATEWAY_MAC, SITES, STATE_DIR, SWITCH, WAN_PREFIX, WAN_SUPERNET,
     ssh_uri,
 )
+from lab.web import WebServer
 
 STATE_FILE = STATE_DIR / "lab.json"
 BIN_DIR = STATE_DIR / "bin"
@@ -194,6 +196,7 @@ def probe_virt_type(image):
 def up(log=print):
     started = time.monotonic()
     image = ensure_image(log)
+    debian = ensure_debian_image(log)
     make_private_mount(NS_DIR)
     build_network()
     wan = build_wan()
@@ -208,11 +211,17 @@ def up(log=print):
     dns.prepare()
     if dns.start():
         log("started named of %s (pid %s)" % (DNS_SERVER.name, dns.pid()))
+    if WebServer(debian.repository).start():
+        log("started the lab's web server at %s (the Debian guests' apt repository)" % LAB_WEB_URL)
     previous = read_state() or {}
     virt_type = previous.get("virt_type") or probe_virt_type(image)
     state = {
         "virt_type": virt_type,
         "image": {"kernel": str(image.kernel), "initrd": str(image.initrd), "kernel_release": image.kernel_release},
+        # Debian guests boot this kernel too (the one its modules came from), from overlays on the disk.
+        "debian": {"kernel": str(image.kernel), "initrd": str(debian.initrd), "disk": str(debian.disk),
+                   "key": str(debian.key)},
+        "web": {"url": LAB_WEB_URL},
         "hosts": {host.name: _describe(host) for host in HOSTS + OUTSIDE_HOSTS},
         "wan": {
             "sites": {site.hypervisor: {"site": site.name, "subnet": site.subnet, "gateway": site.gateway,
@@ -299,6 +308,7 @@ def down(log=print):
     for hypervisor in HYPERVISORS:
         HypervisorDaemon(hypervisor).stop()
     dns_server().stop()
+    WebServer(None).stop()
     pids = _lab_pids()
     for pid in pids:
         try:

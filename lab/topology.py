@@ -74,6 +74,11 @@ HOSTS = (
     LabHost("client", lan_address="198.18.0.100"),
 )
 HYPERVISORS = tuple(host for host in HOSTS if host.is_hypervisor)
+# The lab's HTTP server, on the client: the apt repository the Debian guests install from (they have no internet),
+# and the web server that requests through a guest's proxy fetch.
+LAB_WEB_HOST = HOSTS[2]
+LAB_WEB_PORT = 8080
+LAB_WEB_URL = "http://%s:%d/" % (LAB_WEB_HOST.lan_address, LAB_WEB_PORT)
 # The LAN's router knowledge: the client routes the hypervisors' NAT (hv1) and host-only (hv2) subnets of
 # playbooks/site.yml through their hosts, so that a host-only guest is unreachable because libvirt isolates it,
 # not merely because no route leads there.

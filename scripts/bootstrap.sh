@@ -9,7 +9,8 @@ debian_packages=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
   dnsmasq-base iproute2 busybox-static cpio gcc libc6-dev python3-dev python3-venv iptables nftables
   conntrack bridge-utils libxml2-utils util-linux kmod xz-utils zstd git shellcheck swtpm swtpm-tools
-  openssh-server openssh-client bind9 bind9-utils bind9-dnsutils iperf3
+  openssh-server openssh-client bind9 bind9-utils bind9-dnsutils iperf3 tinyproxy debootstrap dpkg-dev
+  netcat-openbsd e2fsprogs
 )
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -154,3 +154,35 @@ def is_local_uri(uri, option="uri"):
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# The TCP and UDP ports a connection can go to; 0 is none (binding to it asks the kernel to pick one).
+PORT_RANGE = (1, 65535)
+
+
+def port(option, value):
+    """``value`` when it is a TCP or UDP port from 1 to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int) or not PORT_RANGE[0] <= value <= PORT_RANGE[1]:
+        raise InvalidOption(option, "must be a port between %d and %d, not %r" % (PORT_RANGE + (value,)))
+    return value
+
+
+def host(option, value, names=True):
+    """``value`` when it names a host to connect to: an IP address (returned in its short form) or, with ``names``,
+    a DNS name (returned as given; a trailing dot is taken). A zone (fe80::1%eth0) is refused: programs such as
+    iperf3 read what follows '%' as a device to bind to, and a DNS name cannot hold it."""
+    text = str(value) if value is not None else ""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is not None:
+        if getattr(address, "scope_id", None):
+            raise InvalidOption(option, "%r has a zone; give the address without '%%%s'" % (text, address.scope_id))
+        return str(address)
+    if not names:
+        raise InvalidOption(option, "%r is not an IP address" % (text,))
+    if not text:
+        raise InvalidOption(option, "must be an IP address or a DNS name, not empty")
+    dns_name(option, text[:-1] if text.endswith(".") else text)
+    return text

@@ -51,7 +51,10 @@ def test_site_converges_from_the_installed_copy(lab, installed):  # pylint: disa
     assert check.returncode == 0, check.stdout + check.stderr
     assert "playbook: %s" % (installed_dir / "playbooks" / "site.yml") in check.stdout, check.stdout
 
-    proc = collection.run(["ansible-playbook", "-i", INVENTORY, "arctictern.virt.site"], workdir, env, timeout=1800)
+    # The services part (Debian guests over SSH, minutes under TCG) runs in test_site; the installed roles it uses
+    # are checked by tests/package (ansible-doc of every role).
+    proc = collection.run(["ansible-playbook", "-i", INVENTORY, "arctictern.virt.site", "--skip-tags", "services"],
+                          workdir, env, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     summary = recap(proc.stdout)
     assert set(summary) == {"hv1", "hv2", "client"}, proc.stdout[-2000:]

@@ -46,7 +46,8 @@ DOCUMENTED = ([("module", name) for name in MODULES] + [("inventory", name) for 
 
 def test_the_repository_has_what_the_tests_below_expect():
     # Guards the discovery above: an empty list would make the parametrized tests below vanish silently.
-    assert len(MODULES) >= 10 and ROLES == ["guests", "networks", "wan_migration"] and {"site", "migrate_wan"} <= set(PLAYBOOKS), (MODULES, ROLES, PLAYBOOKS)
+    assert len(MODULES) >= 10 and ROLES == ["guests", "iperf", "networks", "tinyproxy", "wan_migration"], (MODULES, ROLES)
+    assert {"site", "migrate_wan", "debian_guests", "bandwidth"} <= set(PLAYBOOKS), PLAYBOOKS
     assert ("inventory", "libvirt") in DOCUMENTED and ("filter", "placement") in DOCUMENTED
 
 

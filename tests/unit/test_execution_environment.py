@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 # Top-level import names of the third-party packages the collection's plugins use, and their PyPI distributions.
-DISTRIBUTIONS = {"libvirt": "libvirt-python", "pyroute2": "pyroute2", "dns": "dnspython"}
+DISTRIBUTIONS = {"libvirt": "libvirt-python", "pyroute2": "pyroute2", "dns": "dnspython", "matplotlib": "matplotlib"}
 # Dropped from collections' requirements by ansible-builder (introspect's EXCLUDE_REQUIREMENTS): listing them would
 # mean a dev tool slipped in.
 BUILDER_EXCLUDES = {"ansible", "ansible-base", "ansible-core", "tox", "pycodestyle", "yamllint", "pylint", "flake8",
@@ -60,7 +60,7 @@ def test_metadata_names_relative_files_that_exist():
 
 def test_python_requirements_are_the_collection_s_own():
     requirements = ee_requirements()
-    assert set(requirements) == {"libvirt-python", "pyroute2", "dnspython"}
+    assert set(requirements) == {"libvirt-python", "pyroute2", "dnspython", "matplotlib"}
     assert not set(requirements) & BUILDER_EXCLUDES
     assert all(req.specifier and not req.url and not req.marker for req in requirements.values()), requirements
     # The development virtualenv installs the same (requirements.txt includes the file).
