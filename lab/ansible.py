@@ -94,11 +94,12 @@ class Ansible:
                 raise AssertionError("no results from %s: %s\n%s" % (module, proc.stdout[-3000:], proc.stderr[-2000:]))
             return json.loads(results_file.read_text())
 
-    def playbook(self, playbook, extra_vars=None, check=False):
+    def playbook(self, playbook, extra_vars=None, check=False, skip_tags=()):
         argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab"), str(playbook)]
         # A dict of variables, or "@file" naming a file of them.
         argv += ["-e", extra_vars if isinstance(extra_vars, str) else json.dumps(extra_vars)] if extra_vars else []
         argv += ["--check"] if check else []
+        argv += ["--skip-tags", ",".join(skip_tags)] if skip_tags else []
         return subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800,
                               check=False)
 

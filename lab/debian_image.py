@@ -84,7 +84,8 @@ def _run(argv, **kwargs):
 def cache_key(package, version):
     digest = hashlib.sha256("|".join([package, version, SUITE, MIRROR, SECURITY_MIRROR, LAB_WEB_URL, *PACKAGES, "+",
                                       *REPOSITORY_PACKAGES]).encode())
-    for path in sorted(SOURCES.iterdir()) + [Path(__file__), BUSYBOX]:
+    # Files only: a __pycache__ the unit tests leave there is not an input.
+    for path in sorted(path for path in SOURCES.iterdir() if path.is_file()) + [Path(__file__), BUSYBOX]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return "debian-" + digest.hexdigest()[:16]
@@ -157,6 +158,9 @@ def _configure(root, public_key):
     write("etc/systemd/journald.conf.d/volatile.conf", "[Journal]\nStorage=volatile\n")
     write("etc/ssh/sshd_config.d/arctictern-lab.conf", SSHD_CONFIG)
     write("etc/systemd/system/ssh-host-key.service", HOST_KEY_UNIT)
+    # Every Ansible task imports its module_utils from a zip: their bytecode is kept (see the file).
+    write("usr/lib/python3/dist-packages/atv_zipimport_cache.py", (SOURCES / "atv_zipimport_cache.py").read_text())
+    write("usr/lib/python3/dist-packages/atv_zipimport_cache.pth", "import atv_zipimport_cache\n")
     (root / "root" / ".ssh").mkdir(mode=0o700, exist_ok=True)
     write("root/.ssh/authorized_keys", public_key, mode=0o600)
     write("etc/resolv.conf", "")

@@ -1,10 +1,11 @@
 """The lab's Debian guests (playbooks/debian_guests.yml): booted by arctictern.virt.guest from copy-on-write
 overlays on the Debian image the lab builds, Ansible logs into them over SSH, each has its own SSH host key and
-machine ID, and apt finds the roles' packages in the lab's repository and nothing beyond the lab. A second run
-changing nothing is checked with the rest of site.yml (test_site)."""
+machine ID, apt finds the roles' packages in the lab's repository and nothing beyond the lab, and a second run
+changes nothing."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -48,3 +49,10 @@ def test_apt_installs_from_the_lab_repository_only(ansible, booted, lab):  # pyl
     assert out.count(lab["web"]["url"].rstrip("/")) >= 2, out
     # The guests reach the LAN and nothing else: no default route out of the lab.
     assert "default" not in out, out
+
+
+def test_a_second_run_changes_nothing(ansible, booted):  # pylint: disable=unused-argument
+    again = ansible.playbook("playbooks/debian_guests.yml")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
+    changed = dict(re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", again.stdout, re.MULTILINE))
+    assert changed == {"hv1": "0", "hv2": "0", "deb1": "0", "deb2": "0"}, again.stdout[-4000:]

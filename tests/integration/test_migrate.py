@@ -148,15 +148,22 @@ def test_precopy_moves_the_running_guest_and_is_idempotent(ansible, lab, vm):
 
 def test_postcopy_moves_the_guest_back(ansible, lab, vm):
     place(ansible, lab, vm, "hv2")
-    # A bandwidth cap gives the job time to switch before pre-copy would be done anyway.
-    result, seconds = migrate(ansible, lab, vm, "hv2", mode="postcopy", bandwidth=20)
-    assert_alive(vm, "right after post-copy")
+    # A guest dirtying faster than the bandwidth cap cannot finish in pre-copy: only the switch ends the job (a
+    # switch asked too early once left an idle guest in pre-copy, and this one ran on for good; the timeout
+    # aborts such a job).
+    dirty(vm, 32)
+    try:
+        assert assert_alive(vm, "dirtying")["dirty"] == "1"
+        result, seconds = migrate(ansible, lab, vm, "hv2", mode="postcopy", bandwidth=20, timeout=60)
+        assert_alive(vm, "right after post-copy")
+    finally:
+        dirty(vm, 0)
     assert not result.get("failed"), result.get("msg")
     stats = result["migration"]
-    note("postcopy hv2->hv1 (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
+    note("postcopy hv2->hv1, dirtying (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
          downtime_ms=stats["downtime_ms"], postcopy_requests=stats["postcopy_requests"])
-    assert stats["mode"] == "postcopy"
-    assert [event["event"] for event in stats["events"]][:2] == ["postcopy_requested", "postcopy_started"]
+    assert stats["mode"] == "postcopy", stats["events"]
+    assert [event["event"] for event in stats["events"]][:2] == ["postcopy_requested", "postcopy_started"], stats["events"]
     assert "postcopy" in result["plan"]["flags"]
     assert where(lab, vm["name"]) == {"hv1": "running"}
 

@@ -107,7 +107,8 @@ class FakeJob:  # pylint: disable=too-many-instance-attributes
     """How a migration goes.
 
     steps: polls until pre-copy converges (None: never); transfer_from: first step at which QEMU sends pages
-    (before it, migrateStartPostCopy is refused like QEMU does); postcopy_steps: polls the post-copy phase lasts;
+    (before it, migrateStartPostCopy is refused like QEMU does, except at the step just before, where QEMU 7.2
+    takes the request and its migrate command then forgets it); postcopy_steps: polls the post-copy phase lasts;
     fail_at: step at which the job fails with ``error``, and ``on_fail`` runs then (e.g. to take the destination
     daemon away); postcopy_fail: the post-copy phase fails too; connect_error: migrateToURI3 fails at once, as when
     the source daemon cannot reach the destination; stall_from: step from which no more data moves, as over a cut
@@ -286,9 +287,11 @@ class MigratingDomain(FakeDomain):
         if not job.flags & libvirt.VIR_MIGRATE_POSTCOPY:
             raise libvirt_error("VIR_ERR_OPERATION_INVALID", "Requested operation is not valid: switching to post-copy requires "
                                 "migration to be started with VIR_MIGRATE_POSTCOPY flag")
-        if job.step < job.transfer_from:
+        if job.step < job.transfer_from - 1:
             raise libvirt_error("VIR_ERR_INTERNAL_ERROR", "internal error: unable to execute QEMU command 'migrate-start-postcopy': "
-                                "Postcopy must be started after migration has been started", "VIR_FROM_QEMU")
+                                "Enable postcopy with migrate_set_capability before the start of migration", "VIR_FROM_QEMU")
+        if job.step < job.transfer_from:
+            return 0
         job.postcopy = True
         job.postcopy_at = job.step
         self._state, self.reason = "paused", PAUSED_POSTCOPY
