@@ -510,9 +510,9 @@ class Migration:  # pylint: disable=too-many-instance-attributes
             self._event("postcopy_started", seen_by=seen_by)
 
     def _want_postcopy(self, stats):
-        # Not before QEMU sends pages: QEMU 7.2 takes a request made between libvirt's setting of the post-copy
-        # capability and its migrate command, and that command then forgets it (seen in the lab: the job ran in
-        # pre-copy for good).
+        # Not before QEMU sends pages: in the lab (QEMU 7.2, libvirt 9.0) a request made just before QEMU's
+        # migrate command did not return until the job ended, so nothing asked again and the job stayed in
+        # pre-copy (an idle guest finished so, a busy one ran on for good).
         if self.postcopy_requested or not self.job_active or not self.transferring:
             return False
         mode = self.options.mode

@@ -149,8 +149,8 @@ def test_precopy_moves_the_running_guest_and_is_idempotent(ansible, lab, vm):
 def test_postcopy_moves_the_guest_back(ansible, lab, vm):
     place(ansible, lab, vm, "hv2")
     # A guest dirtying faster than the bandwidth cap cannot finish in pre-copy: only the switch ends the job (a
-    # switch asked too early once left an idle guest in pre-copy, and this one ran on for good; the timeout
-    # aborts such a job).
+    # switch asked for too early once left an idle guest in pre-copy, and this one ran on for minutes; the
+    # timeout aborts such a job).
     dirty(vm, 32)
     try:
         assert assert_alive(vm, "dirtying")["dirty"] == "1"

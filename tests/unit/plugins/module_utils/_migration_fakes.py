@@ -107,8 +107,8 @@ class FakeJob:  # pylint: disable=too-many-instance-attributes
     """How a migration goes.
 
     steps: polls until pre-copy converges (None: never); transfer_from: first step at which QEMU sends pages
-    (before it, migrateStartPostCopy is refused like QEMU does, except at the step just before, where QEMU 7.2
-    takes the request and its migrate command then forgets it); postcopy_steps: polls the post-copy phase lasts;
+    (before it, migrateStartPostCopy is refused like QEMU does, except at the step just before, where a request
+    has no effect: in the lab such a request did not return until the job ended); postcopy_steps: polls the post-copy phase lasts;
     fail_at: step at which the job fails with ``error``, and ``on_fail`` runs then (e.g. to take the destination
     daemon away); postcopy_fail: the post-copy phase fails too; connect_error: migrateToURI3 fails at once, as when
     the source daemon cannot reach the destination; stall_from: step from which no more data moves, as over a cut

@@ -266,7 +266,7 @@ def test_progress_is_thinned_on_a_long_job(world, monkeypatch):
 
 
 def test_postcopy_mode_switches_once_qemu_sends_pages(world):
-    # Before step 3 QEMU sends nothing; at step 2 it would take a request and forget it.
+    # Before step 3 QEMU sends nothing; a request at step 2 would have no effect.
     job = FakeJob(steps=None, transfer_from=3)
     run, domain = migration(world, job, mode="postcopy")
     assert job.flags & libvirt.VIR_MIGRATE_POSTCOPY
