@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,14 @@ class Ansible:
         argv += ["--skip-tags", ",".join(skip_tags)] if skip_tags else []
         return subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800,
                               check=False)
+
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def recap(stdout):
+    """{host: (ok, changed, unreachable, failed)} from the PLAY RECAP of ansible-playbook's output."""
+    return {host: tuple(int(n) for n in numbers) for host, *numbers in RECAP.findall(stdout)}
 
 
 def run_in(host, *argv, timeout=120):

@@ -79,6 +79,17 @@ def dirty(vm, mib):
     assert answer["ok"] and answer["answer"]["dirty"] == ("1" if mib else "0"), answer
 
 
+@contextlib.contextmanager
+def dirtying(vm, mib):
+    """The guest rewrites ``mib`` MiB of its memory in a loop while the block runs."""
+    dirty(vm, mib)
+    try:
+        assert assert_alive(vm, "dirtying")["dirty"] == "1"
+        yield
+    finally:
+        dirty(vm, 0)
+
+
 def wait_for_transfer(lab, name, host="hv1", timeout=60):
     """Block until the outgoing migration of ``name`` on ``host`` is sending memory."""
     conn = libvirt.open(lab["hosts"][host]["uri"])
@@ -151,13 +162,9 @@ def test_postcopy_moves_the_guest_back(ansible, lab, vm):
     # A guest dirtying faster than the bandwidth cap cannot finish in pre-copy: only the switch ends the job (a
     # switch asked for too early once left an idle guest in pre-copy, and this one ran on for minutes; the
     # timeout aborts such a job).
-    dirty(vm, 32)
-    try:
-        assert assert_alive(vm, "dirtying")["dirty"] == "1"
+    with dirtying(vm, 32):
         result, seconds = migrate(ansible, lab, vm, "hv2", mode="postcopy", bandwidth=20, timeout=60)
         assert_alive(vm, "right after post-copy")
-    finally:
-        dirty(vm, 0)
     assert not result.get("failed"), result.get("msg")
     stats = result["migration"]
     note("postcopy hv2->hv1, dirtying (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
@@ -170,13 +177,9 @@ def test_postcopy_moves_the_guest_back(ansible, lab, vm):
 
 def test_auto_switches_a_busy_guest_to_postcopy(ansible, lab, vm):
     place(ansible, lab, vm, "hv1")
-    dirty(vm, 32)
-    try:
-        assert assert_alive(vm, "dirtying")["dirty"] == "1"
+    with dirtying(vm, 32):
         result, seconds = migrate(ansible, lab, vm, "hv1", mode="auto", postcopy_after=2, bandwidth=10)
         assert_alive(vm, "right after auto")
-    finally:
-        dirty(vm, 0)
     assert not result.get("failed"), result.get("msg")
     stats = result["migration"]
     note("auto hv1->hv2, dirtying (task)", seconds, wall_ms=stats["wall_time_ms"], job_ms=stats["total_time_ms"],
@@ -273,11 +276,8 @@ def test_migration_link_cut_mid_migration(ansible, lab, vm):
 
 def test_timeout_aborts_a_migration_that_does_not_converge(ansible, lab, vm):
     place(ansible, lab, vm, "hv1")
-    dirty(vm, 32)
-    try:
+    with dirtying(vm, 32):
         result, seconds = migrate(ansible, lab, vm, "hv1", bandwidth=2, timeout=5)
-    finally:
-        dirty(vm, 0)
     note("fault: timeout 5 s, abort", seconds)
     assert result.get("failed")
     assert result["cause"] == "timeout"

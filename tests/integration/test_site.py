@@ -11,6 +11,8 @@ import re
 
 import pytest
 
+from lab.ansible import recap
+
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 CHECKS = {
@@ -25,12 +27,6 @@ SERVICE_CHECKS = {
     "Measure from deb1 (on hv1) to deb2 (on hv2)": "deb1",
 }
 BANDWIDTH = re.compile(r"deb1 \(hv1\) -> deb2 \(hv2\): ([0-9.]+) Mbit/s received")
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
-
-
-def recap(stdout):
-    """{host: (ok, changed, unreachable, failed)} from the PLAY RECAP."""
-    return {host: tuple(int(n) for n in numbers) for host, *numbers in RECAP.findall(stdout)}
 
 
 def task_outcome(stdout, task, host):
