@@ -7,7 +7,8 @@ it). ``migrate(options, check_mode)`` does the whole task: both ends looked at, 
 ``Migration`` (a worker thread in libvirt's migrateToURI3 while this thread watches the job: progress samples,
 maximum downtime, the switch to post-copy, the timeout action) and, on failure, a message saying what happened to
 the guest and why, from libvirt's error code, error domain and errno, the guest's state and a fresh look at the
-destination.
+destination. With ``verify``, the guest is then checked where it runs (``_verify``: guest agent, TCP, HTTP); one that fails
+is reported as failed and left where it is.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import xml.etree.ElementTree as ET
 from typing import Optional
 from urllib.parse import urlsplit
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt
+from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _verify
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
 from ansible_collections.arctictern.virt.plugins.module_utils._validate import is_local_uri
+from ansible_collections.arctictern.virt.plugins.module_utils._verify import VerifyOptions
 
 MODES = ("precopy", "postcopy", "auto")
 COMPRESSIONS = ("none", "xbzrle")
@@ -54,7 +56,8 @@ SSH_PORT = 22
 POSITIVE_OPTIONS = ("bandwidth", "postcopy_bandwidth", "max_downtime", "timeout", "postcopy_after",
                     "postcopy_after_iterations", "parallel_connections")
 # Where a failed migration leaves things; returned as ``cause`` with the failure.
-CAUSES = ("destination_unreachable", "destination_died", "link_cut", "timeout", "postcopy_failed", "failed")
+# guest_unhealthy: the guest runs on the destination but failed a check of ``verify``.
+CAUSES = ("destination_unreachable", "destination_died", "link_cut", "timeout", "postcopy_failed", "failed", "guest_unhealthy")
 
 
 def _const(name, default=None):
@@ -100,6 +103,7 @@ class MigrationOptions:  # pylint: disable=too-many-instance-attributes
     copy_storage: str = _option("none", COPY_STORAGE)
     timeout: Optional[float] = _option()
     timeout_action: str = _option("abort", TIMEOUT_ACTIONS)
+    verify: Optional[VerifyOptions] = _option()
     uri: str = _option(LIBVIRT_ARGUMENT_SPEC["uri"]["default"])
     connect_timeout: float = _option(LIBVIRT_ARGUMENT_SPEC["connect_timeout"]["default"])
 
@@ -110,7 +114,7 @@ class MigrationOptions:  # pylint: disable=too-many-instance-attributes
 
     def module_args(self):
         """The options as a task writes them: the required ones and those that differ from their defaults."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+        return {field.name: _task_value(getattr(self, field.name)) for field in dataclasses.fields(self)
                 if field.metadata["required"] or getattr(self, field.name) != field.default}
 
     @property
@@ -119,6 +123,8 @@ class MigrationOptions:  # pylint: disable=too-many-instance-attributes
         return self.mode in ("postcopy", "auto") or (self.timeout is not None and self.timeout_action == "postcopy")
 
     def __post_init__(self):
+        # A task, a playbook or a test gives verify as a dict.
+        object.__setattr__(self, "verify", VerifyOptions.from_value(self.verify))
         for field in dataclasses.fields(self):
             _check_value(field, getattr(self, field.name))
         self._check_combinations()
@@ -149,9 +155,14 @@ class MigrationOptions:  # pylint: disable=too-many-instance-attributes
 
 
 # The Ansible type of each Python type a MigrationOptions field has (alone or in Optional[...]).
-_ANSIBLE_TYPES = {str: "str", int: "int", float: "float", bool: "bool"}
+_ANSIBLE_TYPES = {str: "str", int: "int", float: "float", bool: "bool", VerifyOptions: "dict"}
 _FIELD_TYPES = {name: next(arg for arg in typing.get_args(hint) or (hint,) if arg is not type(None))
                 for name, hint in typing.get_type_hints(MigrationOptions).items()}
+
+
+def _task_value(value):
+    """An option's value as a task writes it: a dict for one with suboptions."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def _check_value(field, value):
@@ -180,6 +191,8 @@ def _argument_spec():
         if field.name in LIBVIRT_ARGUMENT_SPEC:
             continue
         option = {"type": _ANSIBLE_TYPES[_FIELD_TYPES[field.name]]}
+        if _FIELD_TYPES[field.name] is VerifyOptions:
+            option["options"] = VerifyOptions.argument_spec()
         if field.metadata["required"]:
             option["required"] = True
         elif field.default is not None:
@@ -813,10 +826,14 @@ def migrate(options, check_mode=False):
             action, domain = locate(name, src_conn, dest_conn, source, destination)
             result = {"name": name, "uuid": domain.UUIDString(), "source": source, "destination": destination,
                       "plan": {"flags": flag_names(options), "parameters": typed}}
+            if options.verify is not None:
+                result["plan"]["verify"] = _task_value(options.verify)
+                _verify.require_agent_channel(options.verify, domain, (destination if action == "done" else source)["hostname"])
             if action == "done":
                 result.update(changed=False, state=_libvirt.domain_state(domain),
                               msg="guest '%s' already runs on %s" % (name, destination["hostname"]))
-                return result
+                # A second run must not turn green a guest that failed its checks on the first.
+                return result if check_mode else verify_guest(options, dest_conn, result)
             result["changed"] = True
             if check_mode:
                 result.update(state=_libvirt.domain_state(domain), msg="guest '%s' would move from %s to %s" % (
@@ -836,9 +853,27 @@ def migrate(options, check_mode=False):
             result["state"] = _destination_state(dest_conn, result["uuid"])
             result["msg"] = "guest '%s' moved from %s to %s in %s ms (%s)" % (
                 name, source["hostname"], destination["hostname"], migration.wall_time_ms, result["migration"]["mode"])
-            return result
+            return verify_guest(options, dest_conn, result)
         finally:
             close_soon(dest_conn)
+
+
+def verify_guest(options, dest_conn, result):
+    """Run the checks of ``options.verify`` on the guest where it runs now, the destination; the result gains what
+    each did. A guest that fails one stays where it is: VirtError with cause guest_unhealthy, the whole result, the
+    tail of the guest's serial console log and, in the message, where the guest runs."""
+    if options.verify is None:
+        return result
+    domain = _libvirt.call("looking up guest '%s' on %s" % (result["name"], options.dest_uri), dest_conn.lookupByUUIDString, result["uuid"])
+    result["verify"] = _verify.run(options.verify, domain)
+    failed = _verify.failures(options.verify, result["verify"])
+    if not failed:
+        return result
+    details = dict(result, cause="guest_unhealthy", state=_destination_state(dest_conn, result["uuid"]),
+                   serial_tail=_verify.serial_tail(domain))
+    done = details.pop("msg")
+    raise VirtError("%s, but it failed verification: %s. It is left where it is: %s on %s." % (
+        done, "; ".join(failed), details["state"], result["destination"]["hostname"]), **details)
 
 
 def _run_with_events(migration, options):

@@ -186,3 +186,35 @@ def host(option, value, names=True):
         raise InvalidOption(option, "must be an IP address or a DNS name, not empty")
     dns_name(option, text[:-1] if text.endswith(".") else text)
     return text
+
+
+def host_port(option, value):
+    """(host, port) from ``value`` written 'host:port', with an IPv6 address in brackets ('[2001:db8::1]:443');
+    the host as ``host`` returns it."""
+    text = value if isinstance(value, str) else ""
+    try:
+        parts = urlsplit("//" + text)
+        name, number = parts.hostname, parts.port
+    except ValueError:
+        name, number = None, None
+    if not name or number is None or parts.username is not None or parts.password is not None or parts.path:
+        raise InvalidOption(option, "%r is not host:port, like 192.0.2.10:22, [2001:db8::10]:443 or web1.example.com:80" % (value,))
+    return host(option, name), port(option, number)
+
+
+HTTP_SCHEMES = ("http", "https")
+
+
+def http_url(option, value):
+    """``value`` when it is an http:// or https:// URL with a host (and a port from 1 to 65535 where it names one)."""
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        number = parts.port if parts else None
+    except ValueError:
+        parts, number = None, None
+    if parts is None or parts.scheme not in HTTP_SCHEMES or not parts.hostname:
+        raise InvalidOption(option, "%r is not an http:// or https:// URL with a host, like http://192.0.2.10/health" % (value,))
+    host(option, parts.hostname)
+    if number is not None:
+        port(option, number)
+    return value

@@ -164,6 +164,44 @@ options:
     type: str
     choices: [abort, postcopy, suspend]
     default: abort
+  verify:
+    description:
+      - Checks that the guest is alive on the destination before the module reports success. Without them, a
+        migration that libvirt finished is a success.
+      - The checks run after a migration that succeeded, and also when the guest already ran on the destination,
+        so that running the task again does not turn a guest that failed them into a success. Check mode runs
+        none; it returns them in RV(plan.verify).
+      - The checks run in rounds, one attempt of each check that has not passed yet, a second apart, until all
+        passed or O(verify.timeout) ended. A check that passed once stays passed.
+      - A guest that fails a check is B(not moved back). The module fails with RV(cause=guest_unhealthy), says where
+        the guest runs, and returns RV(verify) and RV(serial_tail).
+    type: dict
+    suboptions:
+      agent:
+        description:
+          - Ping the guest's QEMU guest agent (C(guest-ping) through libvirt on O(dest_uri)).
+          - The guest needs the agent's channel (C(<channel type='unix'>) with
+            C(<target type='virtio' name='org.qemu.guest_agent.0'/>)) and a running agent (C(qemu-guest-agent)).
+            A guest without the channel is refused before anything moves.
+        type: bool
+        default: false
+      tcp:
+        description:
+          - A TCP connection to V(host:port) that must be accepted, for example V(198.51.100.10:22) or
+            V([2001:db8::10]:443). It starts on the host the module runs on (usually the source).
+        type: str
+      http:
+        description:
+          - An V(http://) or V(https://) URL that a GET must answer with a status from 200 to 399, for example
+            V(http://198.51.100.10/health). From the host the module runs on, without a proxy; redirects are not
+            followed (a 3xx passes); HTTPS certificates are checked against the system's CAs.
+        type: str
+      timeout:
+        description:
+          - Seconds all checks together may take. Each check is tried at least once, each attempt for at most
+            5 seconds.
+        type: float
+        default: 60.0
 extends_documentation_fragment:
   - arctictern.virt.libvirt
 attributes:
@@ -179,6 +217,10 @@ notes:
     O(timeout) for a quicker end.
   - After the migration QEMU announces the guest on its networks (self-announce, gratuitous RARP). Switches then
     learn the guest's new port at once. libvirt 9.0 has no setting for these announcements, so the module has none.
+  - RV(serial_tail) comes from a file the guest's serial console is logged to (C(<serial type='file'>), or
+    C(<log file=.../>) on a serial port or console) on the destination. The module reads it where it runs, so
+    that works where the module runs on the destination or the hosts share that path; otherwise RV(serial_tail.error)
+    says why there are no lines.
   - Live migration needs compatible CPUs and the guest's networks, bridges and storage on the destination.
     libvirt refuses a guest it cannot place there, and the guest keeps running on the source.
 seealso:
@@ -217,6 +259,21 @@ EXAMPLES = r"""
     timeout: 300
     timeout_action: abort
   delegate_to: hv1.example.com
+
+- name: Move web1 and fail unless its agent and its web server answer on hv2 within two minutes
+  arctictern.virt.migrate:
+    name: web1
+    dest_uri: qemu+ssh://root@hv2.example.com/system
+    verify:
+      agent: true
+      http: http://198.51.100.10/health
+      timeout: 120
+  delegate_to: hv1.example.com
+  register: web1_moved
+
+- name: Show what the checks saw
+  ansible.builtin.debug:
+    msg: "agent answered after {{ web1_moved.verify.agent.seconds }} s ({{ web1_moved.verify.agent.attempts }} attempts)"
 
 # Ansible shows no output while a module runs: start a long migration in the background and wait for it.
 - name: Start a large migration in the background
@@ -309,6 +366,48 @@ plan:
       description: The C(VIR_MIGRATE_PARAM_*) typed parameters by libvirt's name.
       type: dict
       sample: {"migrate_uri": "tcp://10.10.0.2", "bandwidth": 800}
+    verify:
+      description: The checks O(verify) asks for, with their defaults.
+      returned: when O(verify) is given
+      type: dict
+      sample: {"agent": true, "tcp": null, "http": "http://198.51.100.10/health", "timeout": 120.0}
+verify:
+  description:
+    - What each check of O(verify) did, by name (V(agent), V(tcp), V(http)).
+    - Also returned when a check failed (RV(cause=guest_unhealthy)).
+  returned: when the checks ran
+  type: dict
+  sample: {"agent": {"passed": true, "attempts": 2, "seconds": 1.02, "last_error": "Guest agent is not responding: QEMU guest agent is not connected"}}
+  contains:
+    passed:
+      description: Whether the check passed.
+      type: bool
+    attempts:
+      description: How often it was tried.
+      type: int
+    seconds:
+      description: Seconds from the start of the checks until it passed, or until its last attempt ended.
+      type: float
+    last_error:
+      description: Why its last failed attempt failed (null when none failed).
+      type: str
+serial_tail:
+  description: The end of the guest's serial console log on the destination, for a guest that failed a check.
+  returned: when a check of O(verify) failed
+  type: dict
+  contains:
+    path:
+      description: The log file (null when the guest logs its console to none).
+      type: str
+      sample: /var/log/libvirt/qemu/web1-serial0.log
+    lines:
+      description: Its last 40 lines.
+      type: list
+      elements: str
+      sample: ["Debian GNU/Linux 12 web1 ttyS0", "", "web1 login:"]
+    error:
+      description: Why there are no lines (no file-backed console, or the file is not readable where the module runs); null otherwise.
+      type: str
 migration:
   description:
     - Statistics of the finished job as QEMU reports them. They come from libvirt's job-completed event when
@@ -409,13 +508,15 @@ cause:
   description:
     - Why the migration failed. V(destination_unreachable), V(destination_died), V(link_cut), V(timeout),
       V(postcopy_failed) or V(failed) for any other libvirt error.
+    - V(guest_unhealthy) when the guest runs on the destination but failed a check of O(verify). The result then
+      also has what a success has (RV(changed) true when the guest moved) and the guest's RV(state) there.
     - V(destination_unreachable) also when the connection to O(dest_uri) was lost mid-migration while the address
       in O(migrate_uri) still answers (told only when the module runs on the source host). V(link_cut) when neither
       answers, or when the data stopped moving. V(destination_died) when the host answers but its daemon does not;
       over C(qemu+ssh), a host whose SSH port answers.
     - Told from libvirt's error codes, the state of the job and the guest and how the destination answers
       afterwards, never from the wording of libvirt's messages, so it is the same whatever the hosts' locale.
-  returned: failure of the migration itself
+  returned: failure of the migration itself, or of its checks
   type: str
   sample: link_cut
 source_state:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import itertools
+import json
 import re
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
 import libvirt
+import libvirt_qemu
 
 KVM_CAPABILITIES = """<capabilities>
   <host>
@@ -180,6 +182,34 @@ ADDRESS_SOURCES = {
 }
 
 
+class FakeAgent:
+    """The QEMU guest agent inside a guest: it answers guest-ping from its ``answers_after`` + 1st command on (0: at
+    once). ``silent`` agents (None answers_after: never) keep still, so libvirt waits the command's whole timeout,
+    which ``clock`` (a FakeClock, optional) is moved by; other unanswered commands fail at once, as when the agent
+    has not connected to its channel yet. ``commands`` are the commands seen, with their timeouts."""
+
+    def __init__(self, answers_after=0, silent=False, clock=None):
+        self.answers_after = answers_after
+        self.silent = silent
+        self.clock = clock
+        self.commands = []
+
+    def command(self, command, timeout):
+        self.commands.append((json.loads(command)["execute"], timeout))
+        if self.answers_after is not None and len(self.commands) > self.answers_after:
+            return json.dumps({"return": {}})
+        if not self.silent:
+            raise libvirt_error("VIR_ERR_AGENT_UNRESPONSIVE", "Guest agent is not responding: QEMU guest agent is not connected", "VIR_FROM_QEMU")
+        if self.clock is not None:
+            self.clock.advance(timeout)
+        raise libvirt_error("VIR_ERR_AGENT_UNRESPONSIVE", "Guest agent is not responding: Guest agent not available for now", "VIR_FROM_QEMU")
+
+
+# libvirt_qemu's one function the collection calls, routed to the fake domain; tests patch it into libvirt_qemu.
+def qemu_agent_command(domain, command, timeout, flags):
+    return domain.qemuAgentCommand(command, timeout, flags)
+
+
 class FakeDomain(_Faulty):
     """A guest. ``state`` is a word (running, shutoff, ...); ``shutdown_after`` says how many state polls an
     ACPI shutdown takes (0: at once, None: the guest ignores it).
@@ -187,7 +217,8 @@ class FakeDomain(_Faulty):
     ``addresses`` maps an address source (lease, arp, agent) to what interfaceAddresses answers for it while the
     guest runs, or to a libvirtError it raises; a source left out knows nothing: no DHCP lease or neighbour entry
     (an empty answer), no guest agent (VIR_ERR_AGENT_UNRESPONSIVE). ``job`` is what jobStats() reports for the
-    running job (None: no job). Once the guest is gone from its host (undefined while off, or a transient guest
+    running job (None: no job). ``agent`` is the guest's QEMU guest agent (a FakeAgent; None: no agent runs in the
+    guest); libvirt reaches it only through the agent channel of the guest's XML. Once the guest is gone from its host (undefined while off, or a transient guest
     stopped), every call on this handle fails with VIR_ERR_NO_DOMAIN, as on a stale libvirt handle."""
 
     def __init__(self, conn, xml, state="shutoff", persistent=True, autostart=False):
@@ -205,6 +236,7 @@ class FakeDomain(_Faulty):
         self.undefined_with = None
         self.addresses = {}
         self.job = None
+        self.agent = None
         self._set_state(state)
 
     def _enter(self, method, *args):
@@ -302,6 +334,19 @@ class FakeDomain(_Faulty):
     def asked_address_sources(self):
         """The address sources (lease, arp, agent) interfaceAddresses was asked, in order."""
         return [ADDRESS_SOURCES.get(call[1], call[1]) for call in self.calls if call[0] == "interfaceAddresses"]
+
+    def qemuAgentCommand(self, command, timeout, flags):  # noqa: N802 - what libvirt_qemu.qemuAgentCommand calls
+        """A command to the guest agent, with libvirt's checks: a running guest, the agent channel in its XML."""
+        self._enter("qemuAgentCommand", command, timeout, flags)
+        if timeout < libvirt_qemu.VIR_DOMAIN_QEMU_AGENT_COMMAND_MIN or flags:
+            raise libvirt_error("VIR_ERR_INVALID_ARG", "invalid argument: timeout %d or flags 0x%x" % (timeout, flags))
+        self._require(True, "domain is not running")
+        targets = ET.fromstring(self.live_xml).findall("devices/channel/target")
+        if not any(target.get("name") == "org.qemu.guest_agent.0" for target in targets):
+            raise libvirt_error("VIR_ERR_ARGUMENT_UNSUPPORTED", "argument unsupported: QEMU guest agent is not configured", "VIR_FROM_QEMU")
+        if self.agent is None:
+            raise libvirt_error("VIR_ERR_AGENT_UNRESPONSIVE", "Guest agent is not responding: QEMU guest agent is not connected", "VIR_FROM_QEMU")
+        return self.agent.command(command, timeout)
 
     def connect(self):
         return self.conn

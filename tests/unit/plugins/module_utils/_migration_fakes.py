@@ -20,9 +20,10 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import libvirt
+import libvirt_qemu
 
-from ansible_collections.arctictern.virt.plugins.module_utils import _migration
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import KVM_CAPABILITIES, FakeDomain, libvirt_error
+from ansible_collections.arctictern.virt.plugins.module_utils import _migration, _verify
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import KVM_CAPABILITIES, FakeDomain, libvirt_error, qemu_agent_command
 
 MIB = 1024 * 1024
 HV1_UUID = "6c1c6d4e-3f0a-4b8e-9a52-2f4c1a0d9b11"
@@ -231,6 +232,8 @@ class MigratingDomain(FakeDomain):
         arrived = MigratingDomain(dest, self.xml, FakeJob(), self.clock, self.hosts)
         arrived.persistent = bool(flags & libvirt.VIR_MIGRATE_PERSIST_DEST)
         arrived.completed_stats = self.job.completed_stats
+        # The agent runs inside the guest, so it moves with it.
+        arrived.agent = self.agent
         dest.domains[arrived.name()] = arrived
         arrived._set_state("running")  # pylint: disable=protected-access
         if self.events is not None and self.job.completed_stats is not None:
@@ -341,7 +344,9 @@ def _check_supported(params, flags):
         raise libvirt_error("VIR_ERR_ARGUMENT_UNSUPPORTED", "argument unsupported: parameter '%s' not supported" % unknown[0])
 
 
-def domain_xml(name="web1", uuid="0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40", memory_mib=128):
+def domain_xml(name="web1", uuid="0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40", memory_mib=128, agent_channel=False, serial_log=None):
+    """A guest's XML; ``agent_channel``: with the QEMU guest agent's channel; ``serial_log``: the file its serial
+    console is logged to."""
     root = ET.Element("domain", type="kvm")
     ET.SubElement(root, "name").text = name
     ET.SubElement(root, "uuid").text = uuid
@@ -349,6 +354,13 @@ def domain_xml(name="web1", uuid="0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40", memory_
     ET.SubElement(root, "vcpu").text = "1"
     os_element = ET.SubElement(root, "os")
     ET.SubElement(os_element, "type", arch="x86_64", machine="pc").text = "hvm"
+    devices = ET.SubElement(root, "devices")
+    serial = ET.SubElement(devices, "serial", type="pty")
+    if serial_log:
+        ET.SubElement(serial, "log", file=serial_log, append="on")
+    if agent_channel:
+        channel = ET.SubElement(devices, "channel", type="unix")
+        ET.SubElement(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
     return ET.tostring(root, encoding="unicode")
 
 
@@ -371,6 +383,9 @@ def migration_world(fake_libvirt, monkeypatch):
     monkeypatch.setattr(_migration, "CLOCK", clock)
     monkeypatch.setattr(_migration, "POLL_INTERVAL", 0.001)
     monkeypatch.setattr(_migration, "event_connection", lambda uri, timeout: None)
+    monkeypatch.setattr(_verify, "CLOCK", clock)
+    monkeypatch.setattr(_verify, "SLEEP", clock.advance)
+    monkeypatch.setattr(libvirt_qemu, "qemuAgentCommand", qemu_agent_command)
     src = fake_libvirt.add(SRC_URI, hostname="hv1")
     dest = fake_libvirt.add(DEST_URI, capabilities=HV2_CAPABILITIES, hostname="hv2")
     return SimpleNamespace(registry=fake_libvirt, src=src, dest=dest, clock=clock, hosts={DEST_URI: dest})

@@ -19,7 +19,7 @@ import pytest
 from ansible_collections.arctictern.virt.plugins.module_utils import _migration
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import FakeAgent, libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
     DEST_URI, HV1_UUID, HV2_UUID, MESSAGES, MIB, SRC_URI, FakeEvents, FakeJob, add_migrating, failure, migration_world, options)
 
@@ -753,6 +753,80 @@ def test_migrate_reads_the_destination_record_without_events(world):
     guest(world, FakeJob(steps=2, stats={"type": libvirt.VIR_DOMAIN_JOB_COMPLETED, "downtime": 55, "time_elapsed": 650}))
     result = _migration.migrate(options())
     assert result["migration"]["statistics_from"] == "destination" and result["migration"]["downtime_ms"] == 55
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verifying the guest after the switch
+
+
+def test_migrate_verifies_the_guest_on_the_destination(world):
+    domain = guest(world, FakeJob(steps=2), agent_channel=True)
+    domain.agent = FakeAgent(answers_after=2)
+    result = _migration.migrate(options(verify={"agent": True, "timeout": 30}))
+    assert result["changed"] and result["verify"]["agent"] == {
+        "passed": True, "attempts": 3, "seconds": 2.0, "last_error": "Guest agent is not responding: QEMU guest agent is not connected"}
+    assert result["plan"]["verify"] == {"agent": True, "tcp": None, "http": None, "timeout": 30}
+    assert world.dest.domains["web1"].called("qemuAgentCommand") == 3, "the guest is pinged where it arrived"
+
+
+def test_migrate_fails_a_guest_that_does_not_answer_and_leaves_it(world, tmp_path):
+    log = tmp_path / "web1-serial0.log"
+    log.write_text("".join("boot %d\n" % number for number in range(60)) + "Kernel panic - not syncing: VFS\n")
+    domain = guest(world, FakeJob(steps=2), agent_channel=True, serial_log=str(log))
+    domain.agent = FakeAgent(answers_after=None, silent=True, clock=world.clock)
+    with pytest.raises(VirtError) as caught:
+        _migration.migrate(options(verify={"agent": True, "timeout": 8}))
+    details = caught.value.details
+    assert details["cause"] == "guest_unhealthy" and details["changed"] is True and details["state"] == "running"
+    assert details["verify"]["agent"]["passed"] is False and details["verify"]["agent"]["attempts"] == 2
+    assert details["serial_tail"]["path"] == str(log) and details["serial_tail"]["lines"][-1] == "Kernel panic - not syncing: VFS"
+    assert len(details["serial_tail"]["lines"]) == 40 and details["migration"]["mode"] == "precopy"
+    assert caught.value.msg.startswith("guest 'web1' moved from hv1 to hv2 in ")
+    assert ", but it failed verification: guest agent (guest-ping) failed 2 attempts within 8 s, last: Guest agent is not responding" in caught.value.msg
+    assert caught.value.msg.endswith("It is left where it is: running on hv2.")
+    assert world.dest.domains["web1"].current_state() == "running" and "web1" not in world.src.domains, "not moved back"
+
+
+def test_migrate_refuses_the_agent_check_for_a_guest_without_its_channel(world):
+    domain = guest(world, FakeJob(steps=2))
+    with pytest.raises(InvalidOption) as caught:
+        _migration.migrate(options(verify={"agent": True}))
+    assert caught.value.option == "verify.agent" and "guest 'web1' on hv1 has no QEMU guest agent channel" in caught.value.msg
+    assert domain.called("migrateToURI3") == 0
+
+
+def test_a_second_run_verifies_the_guest_again(world):
+    """A guest that failed its checks must not become a success by running the task again."""
+    guest(world, FakeJob(steps=2), agent_channel=True)
+    with pytest.raises(VirtError):
+        _migration.migrate(options(verify={"agent": True, "timeout": 2}))
+    with pytest.raises(VirtError) as caught:
+        _migration.migrate(options(verify={"agent": True, "timeout": 2}))
+    assert caught.value.details["cause"] == "guest_unhealthy" and caught.value.details["changed"] is False
+    assert caught.value.msg.startswith("guest 'web1' already runs on hv2, but it failed verification: ")
+    assert caught.value.details["serial_tail"]["error"].startswith("the guest logs no serial console to a file")
+    world.dest.domains["web1"].agent = FakeAgent()
+    again = _migration.migrate(options(verify={"agent": True}))
+    assert not again["changed"] and again["verify"]["agent"]["passed"]
+
+
+def test_migrate_check_mode_plans_the_checks_and_runs_none(world):
+    domain = guest(world, agent_channel=True)
+    domain.agent = FakeAgent()
+    result = _migration.migrate(options(verify={"agent": True, "tcp": "192.0.2.10:22"}), check_mode=True)
+    assert result["plan"]["verify"]["tcp"] == "192.0.2.10:22" and "verify" not in result
+    assert domain.called("qemuAgentCommand") == 0 and domain.called("migrateToURI3") == 0
+
+
+def test_verify_is_a_dict_option_with_suboptions():
+    assert _migration.ARGUMENT_SPEC["verify"] == {"type": "dict", "options": {
+        "agent": {"type": "bool", "default": False}, "tcp": {"type": "str"}, "http": {"type": "str"},
+        "timeout": {"type": "float", "default": 60.0}}}
+    made = options(verify={"tcp": "192.0.2.10:22"})
+    assert made.module_args()["verify"] == {"agent": False, "tcp": "192.0.2.10:22", "http": None, "timeout": 60.0}
+    assert "guest_unhealthy" in _migration.CAUSES
+    with pytest.raises(InvalidOption, match="^verify.http: "):
+        options(verify={"http": "web1/health"})
 
 
 # ---------------------------------------------------------------------------------------------------------

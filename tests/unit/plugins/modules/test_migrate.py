@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.modules import migrate
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import libvirt_error
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import FakeAgent, libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
     DEST_URI, FakeJob, add_migrating, migration_world)
 from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
@@ -127,3 +129,64 @@ def test_timeout_with_abort(hosts, run_module):
     assert result["msg"].startswith("timeout: the migration did not finish within 5 s and was aborted")
     assert domain.called("abortJob") == 1 and domain.current_state() == "running"
     assert domain.job.params == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 1}
+
+
+def test_verify_passes_with_the_agent_and_a_tcp_port(hosts, run_module):
+    src, _dest, _registry = hosts
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        src.add_guest(FakeJob(steps=2), agent_channel=True).agent = FakeAgent()
+        tcp = "127.0.0.1:%d" % server.getsockname()[1]
+        result = run_module(migrate.main, {"name": "web1", "dest_uri": DEST_URI, "verify": {"agent": True, "tcp": tcp}})
+    finally:
+        server.close()
+    assert result["changed"] and set(result["verify"]) == {"agent", "tcp"}
+    assert all(check["passed"] and check["attempts"] == 1 for check in result["verify"].values())
+
+
+def test_verify_failure_fails_the_task_with_the_guest_left_on_the_destination(hosts, run_module, tmp_path):
+    src, dest, _registry = hosts
+    log = tmp_path / "web1.log"
+    log.write_text("web1 login: \n")
+    src.add_guest(FakeJob(steps=2), serial_log=str(log))
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    url = "http://127.0.0.1:%d/" % free.getsockname()[1]
+    free.close()
+    result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI, "verify": {"http": url, "timeout": 2}})
+    assert result["failed"] and result["changed"] and result["cause"] == "guest_unhealthy"
+    assert result["verify"]["http"]["last_error"] == "GET %s: Connection refused" % url
+    assert result["serial_tail"] == {"path": str(log), "lines": ["web1 login: "], "error": None}
+    assert result["msg"].endswith("It is left where it is: running on hv2.") and "web1" in dest.domains
+
+
+@pytest.mark.parametrize("verify, option, words", [
+    ({"tcp": "198.51.100.10"}, "verify.tcp", "is not host:port"),
+    ({"http": "gopher://198.51.100.10/"}, "verify.http", "http:// or https://"),
+    ({"agent": True, "timeout": -1}, "verify.timeout", "greater than 0"),
+    ({"timeout": 5}, "verify", "names no check"),
+    ({"agent": True}, "verify.agent", "has no QEMU guest agent channel"),
+])
+def test_bad_verify_fails_naming_the_suboption(hosts, run_module, verify, option, words):
+    src, _dest, _registry = hosts
+    domain = src.add_guest()
+    result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI, "verify": verify})
+    assert result["msg"].startswith(option + ": ") and words in result["msg"]
+    assert domain.called("migrateToURI3") == 0
+
+
+def test_verify_suboptions_are_checked_by_the_argument_spec(hosts, run_module):
+    result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI, "verify": {"agent": "maybe"}})
+    assert "agent" in result["msg"] and hosts[2].opened == []
+    result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI, "verify": {"ping": True}})
+    assert "ping" in result["msg"] and hosts[2].opened == []
+
+
+def test_check_mode_plans_the_checks(hosts, run_module):
+    src, _dest, _registry = hosts
+    domain = src.add_guest(agent_channel=True)
+    result = run_module(migrate.main, {"name": "web1", "dest_uri": DEST_URI, "verify": {"agent": True}}, check_mode=True)
+    assert result["changed"] and result["plan"]["verify"]["agent"] is True and "verify" not in result
+    assert domain.called("migrateToURI3") == 0
