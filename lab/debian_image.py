@@ -24,15 +24,17 @@ from lab.topology import LAB_WEB_URL
 SUITE = "bookworm"
 MIRROR = os.environ.get("ATV_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("ATV_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
-# What Ansible needs on a managed Debian host (python3; python3-apt for ansible.builtin.apt), and what boots it.
-PACKAGES = ("systemd-sysv", "udev", "openssh-server", "python3", "python3-apt", "iproute2")
+# What Ansible needs on a managed Debian host (python3; python3-apt for ansible.builtin.apt), what boots it, and
+# the QEMU guest agent (its udev rule starts it when the guest has the agent's channel), which migrate's verify pings.
+PACKAGES = ("systemd-sysv", "udev", "openssh-server", "python3", "python3-apt", "iproute2", "qemu-guest-agent")
 # Served to the guests by the lab's apt repository, with whatever they need beyond the image.
-REPOSITORY_PACKAGES = ("tinyproxy", "iperf3", "qemu-guest-agent")
+REPOSITORY_PACKAGES = ("tinyproxy", "iperf3")
 SOURCES = Path(__file__).parent / "debian_guest"
-# Loaded by the initramfs in this order: the virtio disk and NIC, and ext4 with what it needs.
+# Loaded by the initramfs in this order: the virtio disk, NIC and console (the agent's channel is a virtio serial
+# port; the image has no other kernel modules), and ext4 with what it needs.
 MODULES = (
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
-    "failover", "net_failover", "virtio_net", "crc16", "mbcache", "jbd2", "crc32c_generic", "ext4",
+    "failover", "net_failover", "virtio_net", "virtio_console", "crc16", "mbcache", "jbd2", "crc32c_generic", "ext4",
 )
 DISK_SIZE = "2G"
 # Units a lab guest does not need; masking them saves boot time under TCG and keeps timers from running apt.

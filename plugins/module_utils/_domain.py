@@ -248,6 +248,14 @@ def _addresses_from_option(option, value, earlier_nics):
     return addresses
 
 
+def _agent_channels(guest_agent, virt_type):
+    """The number of agent channels ``guest_agent`` asks for: exactly one, or none."""
+    if guest_agent and virt_type == "xen":
+        raise InvalidOption("guest_agent", "a Xen guest cannot have the QEMU guest agent channel (libxl has no virtio "
+                            "channels); leave guest_agent out or set it to false")
+    return 1 if guest_agent else 0
+
+
 def default_cpu_model(virt_type):
     """KVM passes the host CPU through libvirt's host-model; TCG needs a model it can emulate anywhere."""
     return {"kvm": "host-model", "qemu": "qemu64"}.get(virt_type)
@@ -287,6 +295,8 @@ def spec_from_options(params, virt_type, current=None):
         spec.cmdline = _text("cmdline", params["cmdline"], empty_ok=True) or None
     if params.get("serial_log") is not None:
         spec.serial_log = _path("serial_log", params["serial_log"], empty_ok=True) or None
+    if params.get("guest_agent") is not None:
+        spec.agent_channels = _agent_channels(params["guest_agent"], virt_type)
 
     xen_mode = params.get("xen_mode") or "auto"
     if virt_type != "xen":
@@ -342,11 +352,12 @@ class DefinitionChange:
 
 
 def changed_options(current, desired):
-    """The options whose value differs. ``current`` None means the guest is not defined yet: every option set."""
+    """The options whose value differs. ``current`` None means the guest is not defined yet: every option set
+    (not None, no empty list, no zero count of agent channels)."""
     changes = []
     for field, option in COMPARED_FIELDS:
         wanted = comparable(desired, field)
-        differs = wanted not in (None, []) if current is None else comparable(current, field) != wanted
+        differs = wanted not in (None, [], 0) if current is None else comparable(current, field) != wanted
         if differs and option not in changes:
             changes.append(option)
     return changes
@@ -367,7 +378,7 @@ def describe(spec, state, autostart=None):
     for nic in spec.nics:
         nics.append({"mac": nic.mac, nic.source_type: nic.source, "model": nic.model, "addresses": nic.addresses})
     return dict(name=spec.name, uuid=spec.uuid, state=state, memory=spec.memory_mib, vcpus=spec.vcpus,
-                virt_type=spec.virt_type, nics=nics, autostart=autostart)
+                virt_type=spec.virt_type, nics=nics, autostart=autostart, guest_agent=spec.agent_channels > 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

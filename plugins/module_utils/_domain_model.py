@@ -36,7 +36,10 @@ ET.register_namespace("atv", METADATA_NS)
 # (record_live_addresses), so it never makes a restart needed.
 ADDRESSES_CHANGE = "nics[].addresses"
 # Options that describe the definition; a task that gives none of them leaves the definition alone.
-DEFINITION_OPTIONS = ("memory", "vcpus", "cpu_model", "machine", "kernel", "initrd", "cmdline", "disks", "nics", "serial_log")
+DEFINITION_OPTIONS = ("memory", "vcpus", "cpu_model", "machine", "kernel", "initrd", "cmdline", "disks", "nics",
+                      "serial_log", "guest_agent")
+# Target name of the virtio channel through which libvirt talks to the QEMU guest agent (ping, addresses, fsfreeze).
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
 @dataclasses.dataclass
@@ -84,6 +87,9 @@ class GuestSpec:
     disks: list = dataclasses.field(default_factory=list)
     nics: list = dataclasses.field(default_factory=list)
     serial_log: str | None = None
+    # How many QEMU guest agent channels the definition has: the option makes it 1 or 0; a count, not a bool, so
+    # that a definition with two reads as different from what guest_agent=true wants.
+    agent_channels: int = 0
     xen_mode: str | None = None
     # Disk names and MACs of the devices the module does not manage (CD-ROMs, network disks, direct NICs, ...):
     # new managed devices must not take them.
@@ -112,5 +118,5 @@ COMPARED_FIELDS = (
     ("virt_type", "hypervisor"), ("xen_mode", "xen_mode"), ("uuid", "uuid"), ("memory_mib", "memory"),
     ("vcpus", "vcpus"), ("cpu_model", "cpu_model"), ("machine", "machine"), ("loader", "xen_mode"), ("kernel", "kernel"),
     ("initrd", "initrd"), ("cmdline", "cmdline"), ("disks", "disks"), ("nics", "nics"), ("serial_log", "serial_log"),
-    ("recorded_addresses", ADDRESSES_CHANGE),
+    ("agent_channels", "guest_agent"), ("recorded_addresses", ADDRESSES_CHANGE),
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import (
-    CPU_MODES, DEFAULT_VCPUS, METADATA_NS, DiskSpec, GuestSpec, NicSpec, comparable,
+    AGENT_CHANNEL, CPU_MODES, DEFAULT_VCPUS, METADATA_NS, DiskSpec, GuestSpec, NicSpec, comparable,
 )
 from ansible_collections.arctictern.virt.plugins.module_utils._xml import parse, place, pretty, remove_all
 
@@ -83,6 +83,12 @@ def is_managed_nic(element):
     return kind in ("network", "bridge") and source is not None and bool(source.get(kind))
 
 
+def is_agent_channel(element):
+    """A <channel> of the QEMU guest agent, whatever its source path or address."""
+    target = element.find("target")
+    return target is not None and target.get("type") == "virtio" and target.get("name") == AGENT_CHANNEL
+
+
 def _disk_spec(element):
     """The DiskSpec of a managed <disk> element."""
     target, driver = element.find("target"), element.find("driver")
@@ -139,6 +145,7 @@ def spec_from_xml(xml):
             continue
         spec.nics.append(_nic_spec(interface))
     spec.serial_log = _chardev_log(root.find("devices/serial")) or _chardev_log(root.find("devices/console"))
+    spec.agent_channels = sum(1 for channel in root.findall("devices/channel") if is_agent_channel(channel))
     recorded = {}
     for mac, address in metadata_addresses(root):
         recorded.setdefault(mac, []).append(address)
@@ -407,6 +414,19 @@ def _write_serial_log(root, spec, _current):
         remove_all(chardev, "log")
 
 
+def _write_agent_channels(root, spec, _current):
+    """Keep the first ``spec.agent_channels`` agent channels as they are (libvirt's path and address), remove the
+    rest, add one when none is left to keep; other channels (SPICE, a user's own) are not touched."""
+    devices = _devices(root)
+    channels = [channel for channel in devices.findall("channel") if is_agent_channel(channel)]
+    for extra in channels[spec.agent_channels:]:
+        devices.remove(extra)
+    if spec.agent_channels and not channels:
+        channel = place(devices, ET.Element("channel", type="unix"), _DEVICE_ORDER)
+        ET.SubElement(channel, "source", mode="bind")  # libvirt picks the socket path
+        ET.SubElement(channel, "target", type="virtio", name=AGENT_CHANNEL)
+
+
 def _write_recorded_addresses(root, spec, _current):
     metadata = root.find("metadata")
     if metadata is not None:
@@ -433,7 +453,8 @@ _WRITERS = (
     ("virt_type", _write_type), ("uuid", _write_uuid), ("memory_mib", _write_memory), ("vcpus", _write_vcpus),
     ("xen_mode", _write_os_type), ("machine", _write_machine), ("loader", _write_loader), ("kernel", _write_kernel),
     ("initrd", _write_initrd), ("cmdline", _write_cmdline), ("cpu_model", _write_cpu), ("disks", _write_disks),
-    ("nics", _write_nics), ("serial_log", _write_serial_log), ("recorded_addresses", _write_recorded_addresses),
+    ("nics", _write_nics), ("serial_log", _write_serial_log), ("agent_channels", _write_agent_channels),
+    ("recorded_addresses", _write_recorded_addresses),
 )
 
 

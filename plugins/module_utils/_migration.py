@@ -101,6 +101,7 @@ class MigrationOptions:  # pylint: disable=too-many-instance-attributes
     persist_dest: bool = _option(True)
     undefine_source: bool = _option(True)
     copy_storage: str = _option("none", COPY_STORAGE)
+    unsafe: bool = _option(False)
     timeout: Optional[float] = _option()
     timeout_action: str = _option("abort", TIMEOUT_ACTIONS)
     verify: Optional[VerifyOptions] = _option()
@@ -220,6 +221,7 @@ def _chosen_flags(options):
         ("tls", options.tls, libvirt.VIR_MIGRATE_TLS),
         ("non_shared_disk", options.copy_storage == "all", libvirt.VIR_MIGRATE_NON_SHARED_DISK),
         ("non_shared_inc", options.copy_storage == "inc", libvirt.VIR_MIGRATE_NON_SHARED_INC),
+        ("unsafe", options.unsafe, libvirt.VIR_MIGRATE_UNSAFE),
     )
     return [(name, flag) for name, wanted, flag in table if wanted]
 

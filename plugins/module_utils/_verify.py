@@ -19,6 +19,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _validate
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import AGENT_CHANNEL
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
 
@@ -28,8 +29,6 @@ except ImportError:  # pragma: no cover - libvirt-python ships it; the module ba
     libvirt_qemu = None
 
 OPTION = "verify"
-# The virtio channel libvirt talks to the guest agent through; without it libvirt refuses every agent command.
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 GUEST_PING = '{"execute":"guest-ping"}'
 # Pause between two rounds of the checks that have not passed yet.
 RETRY_INTERVAL = 1.0
@@ -200,9 +199,9 @@ def run(options, domain):
 def failures(options, results):
     """One phrase per failed check, for the message: which check, how often tried, its last error."""
     what = {"agent": "guest agent (guest-ping)", "tcp": "tcp %s" % options.tcp, "http": "http %s" % options.http}
-    return ["%s failed %d attempt%s within %g s, last: %s" % (what[name], result["attempts"], "" if result["attempts"] == 1 else "s",
-                                                           options.timeout, result["last_error"])
-            for name, result in results.items() if not result["passed"]]
+    return ["%s failed %d attempt%s within %g s, last: %s" % (
+        what[name], result["attempts"], "" if result["attempts"] == 1 else "s", options.timeout, result["last_error"])
+        for name, result in results.items() if not result["passed"]]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -238,8 +237,8 @@ def serial_tail(domain):
     except libvirt.libvirtError as error:
         return {"path": None, "lines": [], "error": "cannot read the guest's definition: %s" % _libvirt.error_message(error)}
     if not paths:
-        return {"path": None, "lines": [], "error": "the guest logs no serial console to a file (no <serial type='file'> and no "
-                                                     "<log file=...> on a serial or console)"}
+        return {"path": None, "lines": [],
+                "error": "the guest logs no serial console to a file (no <serial type='file'> and no <log file=...> on a serial or console)"}
     reasons = []
     for path in paths:
         try:

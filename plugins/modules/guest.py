@@ -22,10 +22,10 @@ description:
     returns RV(restart_needed=true).
   - The module edits the defined guest; it does not write it anew. It changes only the elements and attributes its
     options model, and everything else stays as libvirt has it, including devices it does not manage (graphics,
-    channels, RNG, watchdog, CD-ROMs, network and volume disks, interfaces of other types, host devices, TPM, ...),
-    firmware (loader and NVRAM), features, clock, tuning, security labels, lifecycle actions, other tools'
-    C(<metadata>), and the attributes it does not set on the elements it does (a disk's cache mode or I/O limits,
-    a NIC's driver, bandwidth, VLAN, filter or link state).
+    channels other than the guest agent's of O(guest_agent), RNG, watchdog, CD-ROMs, network and volume disks,
+    interfaces of other types, host devices, TPM, ...), firmware (loader and NVRAM), features, clock, tuning,
+    security labels, lifecycle actions, other tools' C(<metadata>), and the attributes it does not set on the
+    elements it does (a disk's cache mode or I/O limits, a NIC's driver, bandwidth, VLAN, filter or link state).
 options:
   name:
     description:
@@ -185,6 +185,22 @@ options:
       - File on the hypervisor that receives the output of the guest's serial console (the Xen console for a Xen
         PV guest). An empty string stops the logging.
     type: path
+  guest_agent:
+    description:
+      - Whether the guest has the virtio channel of the QEMU guest agent
+        (C(<channel type='unix'>) with C(<target type='virtio' name='org.qemu.guest_agent.0'/>)), through which
+        libvirt reaches the agent running in the guest, for example for the
+        O(arctictern.virt.migrate#module:verify.agent) check after a migration.
+      - V(true) makes the definition have exactly one such channel. One that is defined already is kept as it is,
+        with the socket path and device address libvirt gave it (a second one is removed); a new one gets a socket
+        path chosen by libvirt.
+      - V(false) removes that channel. Other channels (SPICE, a user's own) are never touched.
+      - Left out, the guest's channels are not changed, and a new guest gets no agent channel.
+      - The guest also needs the agent (C(qemu-guest-agent)) installed and running.
+      - Like other definition changes, adding or removing the channel of a running guest applies from its next
+        boot, and the module returns RV(restart_needed=true).
+      - A Xen guest cannot have this channel; V(true) fails for it.
+    type: bool
   autostart:
     description:
       - Whether the guest starts when the host boots. Left out, the setting is not changed.
@@ -245,6 +261,7 @@ EXAMPLES = r"""
     nics:
       - network: default
     serial_log: /var/log/arctictern/web1.log
+    guest_agent: true
     autostart: true
   register: web1
 
@@ -320,6 +337,10 @@ guest:
       type: list
       elements: dict
       sample: [{"mac": "52:54:00:3c:91:0e", "network": "default", "model": "virtio", "addresses": ["192.0.2.10/24"]}]
+    guest_agent:
+      description: Whether the definition has the QEMU guest agent channel (see O(guest_agent)).
+      type: bool
+      sample: true
 restart_needed:
   description: The guest is running and its definition changed; the change applies from its next boot.
   returned: always
@@ -370,6 +391,7 @@ ARGUMENT_SPEC = dict(
         addresses=dict(type="list", elements="str"),
     )),
     serial_log=dict(type="path"),
+    guest_agent=dict(type="bool"),
     autostart=dict(type="bool"),
     xen_mode=dict(type="str", default="auto", choices=["auto"] + list(model.XEN_MODES)),
     shutdown_timeout=dict(type="int", default=60),

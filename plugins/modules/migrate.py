@@ -148,6 +148,16 @@ options:
     type: str
     choices: [none, all, inc]
     default: none
+  unsafe:
+    description:
+      - Migrate even where libvirt considers the guest's disks unsafe to share (C(VIR_MIGRATE_UNSAFE), as
+        C(virsh migrate --unsafe)). libvirt refuses a disk file it cannot see on a shared file system it knows
+        (NFS, GlusterFS, Ceph and the like), and a shared disk whose cache mode is not V(none) or V(directsync).
+      - Only for storage that both hosts really see coherently (for example a cluster file system libvirt does not
+        recognise, or one kernel's file system seen by two hypervisors as in the lab); otherwise the guest's disks
+        can be corrupted.
+    type: bool
+    default: false
   timeout:
     description:
       - Seconds after which O(timeout_action) is taken if the migration has not finished.
@@ -509,7 +519,7 @@ cause:
     - Why the migration failed. V(destination_unreachable), V(destination_died), V(link_cut), V(timeout),
       V(postcopy_failed) or V(failed) for any other libvirt error.
     - V(guest_unhealthy) when the guest runs on the destination but failed a check of O(verify). The result then
-      also has what a success has (RV(changed) true when the guest moved) and the guest's RV(state) there.
+      also has what a success has (C(changed) true when the guest moved) and the guest's RV(state) there.
     - V(destination_unreachable) also when the connection to O(dest_uri) was lost mid-migration while the address
       in O(migrate_uri) still answers (told only when the module runs on the source host). V(link_cut) when neither
       answers, or when the data stopped moving. V(destination_died) when the host answers but its daemon does not;

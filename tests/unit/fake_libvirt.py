@@ -218,8 +218,8 @@ class FakeDomain(_Faulty):
     guest runs, or to a libvirtError it raises; a source left out knows nothing: no DHCP lease or neighbour entry
     (an empty answer), no guest agent (VIR_ERR_AGENT_UNRESPONSIVE). ``job`` is what jobStats() reports for the
     running job (None: no job). ``agent`` is the guest's QEMU guest agent (a FakeAgent; None: no agent runs in the
-    guest); libvirt reaches it only through the agent channel of the guest's XML. Once the guest is gone from its host (undefined while off, or a transient guest
-    stopped), every call on this handle fails with VIR_ERR_NO_DOMAIN, as on a stale libvirt handle."""
+    guest); libvirt reaches it only through the agent channel of the guest's XML. Once the guest is gone from its
+    host (undefined while off, or a transient guest stopped), every call on this handle fails with VIR_ERR_NO_DOMAIN, as on a stale libvirt handle."""
 
     def __init__(self, conn, xml, state="shutoff", persistent=True, autostart=False):
         super().__init__()

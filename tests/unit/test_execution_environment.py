@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 # Top-level import names of the third-party packages the collection's plugins use, and their PyPI distributions.
-DISTRIBUTIONS = {"libvirt": "libvirt-python", "pyroute2": "pyroute2", "dns": "dnspython", "matplotlib": "matplotlib"}
+DISTRIBUTIONS = {"libvirt": "libvirt-python", "libvirt_qemu": "libvirt-python", "pyroute2": "pyroute2", "dns": "dnspython", "matplotlib": "matplotlib"}
 # Dropped from collections' requirements by ansible-builder (introspect's EXCLUDE_REQUIREMENTS): listing them would
 # mean a dev tool slipped in.
 BUILDER_EXCLUDES = {"ansible", "ansible-base", "ansible-core", "tox", "pycodestyle", "yamllint", "pylint", "flake8",

@@ -19,6 +19,7 @@ from ansible_collections.arctictern.virt.plugins.module_utils._validate import m
 from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import (
     KVM_CAPABILITIES, QEMU_CAPABILITIES, XEN_CAPABILITIES, FakeConnection,
 )
+from ansible_collections.arctictern.virt.tests.unit.xml_compare import canonical
 
 HOSTILE = "evil<name>&\"'"
 DISK = {"path": "/var/lib/libvirt/images/g.qcow2"}
@@ -253,6 +254,70 @@ def test_xen_xml_details():
     assert root.find("os/boot").get("dev") == "hd"
 
 
+AGENT_TARGET = {"type": "virtio", "name": "org.qemu.guest_agent.0"}
+
+
+def test_agent_channel_is_rendered_valid_and_read_back(tmp_path):
+    for virt_type in ("kvm", "qemu"):
+        spec = spec_of(virt_type, guest_agent=True)
+        xml = domain_xml.render_xml(spec)
+        validate(tmp_path, xml)
+        assert spec.agent_channels == 1 and domain_xml.spec_from_xml(xml) == spec
+        [channel] = ET.fromstring(xml).findall("devices/channel")
+        assert channel.get("type") == "unix" and channel.find("source").attrib == {"mode": "bind"}
+        assert channel.find("target").attrib == AGENT_TARGET
+    plain = spec_of()
+    assert plain.agent_channels == 0 and ET.fromstring(domain_xml.render_xml(plain)).find("devices/channel") is None
+    assert "guest_agent" not in domains.plan_definition(None, plain).changes
+    assert "guest_agent" in domains.plan_definition(None, spec_of(guest_agent=True)).changes
+
+
+def _with_devices(defined_xml, *devices):
+    root = ET.fromstring(defined_xml)
+    for device in devices:
+        root.find("devices").append(ET.fromstring(device))
+    return ET.tostring(root, encoding="unicode")
+
+
+def test_agent_channel_edit_touches_no_other_channel(tmp_path):
+    spice = "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"
+    own = "<channel type='unix'><source mode='bind' path='/run/g1.own'/><target type='virtio' name='org.example.own.0'/></channel>"
+    agent = ("<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/g1.agent'/>"
+             "<target type='virtio' name='org.qemu.guest_agent.0'/><address type='virtio-serial' controller='0' bus='0' port='2'/></channel>")
+    graphics = "<graphics type='spice' autoport='yes'/>"
+    without_agent = _with_devices(defined_xml_of(spec_of()), "<controller type='virtio-serial' index='0'/>", spice, own, graphics)
+    with_agent = _with_devices(defined_xml_of(spec_of()), "<controller type='virtio-serial' index='0'/>", spice, agent, own, graphics)
+    current = domain_xml.spec_from_xml(with_agent)
+    assert current.agent_channels == 1
+    assert not domains.plan_definition(with_agent, spec_of(current=current, guest_agent=True)).changed
+    removed = domains.plan_definition(with_agent, spec_of(current=current, guest_agent=False))
+    assert removed.changes == ["guest_agent"]
+    validate(tmp_path, removed.after)
+    assert canonical(removed.after) == canonical(without_agent)
+    # Added after the channels there are, and only the agent's channel is new.
+    current = domain_xml.spec_from_xml(without_agent)
+    added = domains.plan_definition(without_agent, spec_of(current=current, guest_agent=True))
+    assert added.changes == ["guest_agent"]
+    validate(tmp_path, added.after)
+    devices = [child.find("target").get("name") if child.tag == "channel" else child.tag
+               for child in ET.fromstring(added.after).find("devices")]
+    assert devices[-4:] == ["com.redhat.spice.0", "org.example.own.0", "org.qemu.guest_agent.0", "graphics"]
+    # A second agent channel (two ports for one agent) goes; the first stays as it was.
+    twice = _with_devices(with_agent, agent.replace("port='2'", "port='3'"))
+    current = domain_xml.spec_from_xml(twice)
+    assert current.agent_channels == 2
+    one = domains.plan_definition(twice, spec_of(current=current, guest_agent=True))
+    assert one.changes == ["guest_agent"] and canonical(one.after) == canonical(with_agent)
+
+
+def test_agent_channel_is_refused_for_xen_only_when_asked():
+    with pytest.raises(InvalidOption) as error:
+        spec_of("xen", kernel="/boot/k", guest_agent=True)
+    assert error.value.option == "guest_agent" and error.value.msg.startswith("guest_agent: ")
+    assert spec_of("xen", kernel="/boot/k", guest_agent=False).agent_channels == 0
+    assert spec_of("xen", kernel="/boot/k").agent_channels == 0
+
+
 def test_hostile_strings_round_trip_without_extra_elements(tmp_path):
     def build(text):
         return spec_of(name=text, kernel="/boot/" + text, cmdline="a=<b> & c='d' \"e\" " + text,
@@ -391,6 +456,7 @@ def test_definition_requested():
     assert domains.definition_requested({"name": "g", "memory": 512})
     assert domains.definition_requested({"name": "g", "disks": []})
     assert domains.definition_requested({"name": "g", "hypervisor": "qemu"})
+    assert domains.definition_requested({"name": "g", "guest_agent": False})
 
 
 def test_describe():
@@ -399,6 +465,8 @@ def test_describe():
     assert guest["nics"] == [{"mac": spec.nics[0].mac, "network": "default", "model": "virtio", "addresses": []},
                              {"mac": spec.nics[1].mac, "bridge": "br0", "model": "virtio", "addresses": []}]
     assert (guest["state"], guest["memory"], guest["virt_type"], guest["autostart"]) == ("running", 256, "kvm", True)
+    assert guest["guest_agent"] is False
+    assert domains.describe(defined(spec_of(guest_agent=True)), "shutoff")["guest_agent"] is True
 
 
 # --- host facts -----------------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ def test_flags_default_to_live_peer_to_peer_persistent_move():
     (dict(tls=True), libvirt.VIR_MIGRATE_TLS, 0),
     (dict(copy_storage="all"), libvirt.VIR_MIGRATE_NON_SHARED_DISK, 0),
     (dict(copy_storage="inc"), libvirt.VIR_MIGRATE_NON_SHARED_INC, 0),
+    (dict(unsafe=True), libvirt.VIR_MIGRATE_UNSAFE, 0),
     (dict(persist_dest=False), 0, libvirt.VIR_MIGRATE_PERSIST_DEST),
     (dict(undefine_source=False), 0, libvirt.VIR_MIGRATE_UNDEFINE_SOURCE),
 ])

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import difflib
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -13,8 +14,11 @@ from ansible.module_utils import basic
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain as domains
 from ansible_collections.arctictern.virt.plugins.module_utils import _domain_xml as domain_xml
 from ansible_collections.arctictern.virt.plugins.modules import guest
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES, XEN_CAPABILITIES, FakeDomain, libvirt_error
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import (
+    QEMU_CAPABILITIES, XEN_CAPABILITIES, FakeAgent, FakeDomain, libvirt_error,
+)
 from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
+from ansible_collections.arctictern.virt.tests.unit.xml_compare import canonical
 
 HOSTILE = "evil<name>&\"'"
 
@@ -348,6 +352,128 @@ def test_failed_define_removes_the_new_overlay(host, run_module, qemu_img, tmp_p
     assert qemu_img and not overlay.exists() and not host.domains
 
 
+# --- the guest agent channel --------------------------------------------------------------------------------------
+
+AGENT = "org.qemu.guest_agent.0"
+SPICE_CHANNEL = "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"
+# An agent channel as libvirt stores it once it gave it a socket and a port on the virtio-serial bus.
+ASSIGNED_AGENT_CHANNEL = ("<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/web1.agent'/>"
+                          "<target type='virtio' name='%s'/>"
+                          "<address type='virtio-serial' controller='0' bus='0' port='1'/></channel>" % AGENT)
+
+
+def channels(conn, name="web1"):
+    """The defined guest's channels as canonical trees, in order."""
+    return [canonical(channel) for channel in defined_root(conn, name).findall("devices/channel")]
+
+
+def agent_channels(conn, name="web1"):
+    return [channel for channel in defined_root(conn, name).findall("devices/channel")
+            if channel.find("target").get("name") == AGENT]
+
+
+def define_with_channels(conn, *channels, state="shutoff"):
+    """web1 as args() defines it, with ``channels`` (XML strings) added to its devices."""
+    root = ET.fromstring(domain_xml.render_xml(domains.spec_from_options(args(), "kvm")))
+    for channel in channels:
+        root.find("devices").append(ET.fromstring(channel))
+    return conn.add_domain(ET.tostring(root, encoding="unicode"), state=state)
+
+
+def test_guest_agent_true_adds_the_channel_and_keeps_what_libvirt_gave_it(host, run_module):
+    result = run_module(guest.main, args(guest_agent=True))
+    assert result["changed"] and "guest_agent" in result["changes"] and result["guest"]["guest_agent"] is True
+    [channel] = agent_channels(host)
+    assert channel.get("type") == "unix" and channel.find("source").attrib == {"mode": "bind"}
+    assert channel.find("target").attrib == {"type": "virtio", "name": AGENT}
+    # libvirt gives the channel a socket path and a virtio-serial port; a second run keeps both and changes nothing.
+    domain = host.domains["web1"]
+    root = ET.fromstring(domain.xml)
+    root.find("devices").remove(root.find("devices/channel"))
+    root.find("devices").append(ET.fromstring(ASSIGNED_AGENT_CHANNEL))
+    domain.xml = ET.tostring(root, encoding="unicode")
+    again = run_module(guest.main, args(guest_agent=True))
+    assert again["changed"] is False and again["changes"] == [] and again["guest"]["guest_agent"] is True
+    assert domain.xml == ET.tostring(root, encoding="unicode") and host.called("defineXML") == 1
+    # Another change redefines the guest; the channel still keeps its path and address.
+    run_module(guest.main, args(guest_agent=True, memory=1024))
+    [channel] = agent_channels(host)
+    assert channel.find("source").get("path") == "/var/lib/libvirt/qemu/channel/target/web1.agent"
+    assert channel.find("address").attrib == {"type": "virtio-serial", "controller": "0", "bus": "0", "port": "1"}
+
+
+def test_guest_agent_true_leaves_exactly_one_channel(host, run_module):
+    define_with_channels(host, ASSIGNED_AGENT_CHANNEL, ASSIGNED_AGENT_CHANNEL.replace("port='1'", "port='2'"))
+    result = run_module(guest.main, args(guest_agent=True))
+    assert result["changed"] and result["changes"] == ["guest_agent"]
+    [channel] = agent_channels(host)
+    assert channel.find("address").get("port") == "1"
+    assert run_module(guest.main, args(guest_agent=True))["changed"] is False
+
+
+def test_guest_agent_false_removes_only_the_agent_channel(host, run_module):
+    own = "<channel type='unix'><source mode='bind' path='/run/web1.own'/><target type='virtio' name='org.example.own.0'/></channel>"
+    define_with_channels(host, SPICE_CHANNEL, ASSIGNED_AGENT_CHANNEL, own)
+    result = run_module(guest.main, args(guest_agent=False))
+    assert result["changed"] and result["changes"] == ["guest_agent"] and result["guest"]["guest_agent"] is False
+    assert channels(host) == [canonical(SPICE_CHANNEL), canonical(own)]
+    assert run_module(guest.main, args(guest_agent=False))["changed"] is False
+
+
+def test_guest_agent_left_out_touches_no_channel(host, run_module):
+    created = run_module(guest.main, args())
+    assert created["guest"]["guest_agent"] is False and "guest_agent" not in created["changes"]
+    assert defined_root(host).find("devices/channel") is None
+    host.domains.pop("web1")
+    define_with_channels(host, SPICE_CHANNEL, ASSIGNED_AGENT_CHANNEL)
+    result = run_module(guest.main, args(memory=1024))
+    assert result["changes"] == ["memory"] and result["guest"]["guest_agent"] is True
+    assert channels(host) == [canonical(SPICE_CHANNEL), canonical(ASSIGNED_AGENT_CHANNEL)]
+
+
+def test_guest_agent_on_xen_fails_naming_the_option(fake_libvirt, run_module):
+    conn = fake_libvirt.add("xen:///system", XEN_CAPABILITIES)
+    xen = args(uri="xen:///system", kernel="/boot/vmlinuz", nics=[dict(bridge="xenbr0")])
+    result = fail(run_module, dict(xen, guest_agent=True))
+    assert result["msg"].startswith("guest_agent: a Xen guest cannot have the QEMU guest agent channel"), result["msg"]
+    assert not conn.domains and conn.called("defineXML") == 0
+    # false and left out are fine: there is no channel to remove.
+    assert run_module(guest.main, xen)["changed"] is True
+    assert run_module(guest.main, dict(xen, guest_agent=False))["changed"] is False
+    assert fail(run_module, dict(xen, guest_agent=True))["msg"].startswith("guest_agent: ")
+
+
+def test_guest_agent_check_mode_changes_nothing_and_diff_shows_the_channel(host, run_module):
+    define_with_channels(host, SPICE_CHANNEL)
+    xml = host.domains["web1"].xml
+    result = run_module(guest.main, args(guest_agent=True), check_mode=True, diff=True)
+    assert result["changed"] and result["changes"] == ["guest_agent"] and result["guest"]["guest_agent"] is True
+    assert host.domains["web1"].xml == xml and host.called("defineXML") == 0
+    changed = [line for line in difflib.ndiff(result["diff"]["before"].splitlines(), result["diff"]["after"].splitlines())
+               if line[:2] in ("+ ", "- ")]
+    assert [line[2:].strip() for line in changed] == [
+        '<channel type="unix">', '<source mode="bind" />', '<target type="virtio" name="%s" />' % AGENT, '</channel>']
+    assert all(line.startswith("+ ") for line in changed)
+    assert result["xml"] == result["diff"]["after"]
+    removal = run_module(guest.main, args(guest_agent=False), check_mode=True)
+    assert removal["changed"] is False
+
+
+def test_guest_agent_on_a_running_guest_applies_from_its_next_boot(host, run_module):
+    domain = define_with_channels(host, state="running")
+    domain.agent = FakeAgent()
+    ping = '{"execute":"guest-ping"}'
+    result = run_module(guest.main, args(state="running", guest_agent=True))
+    assert result["changed"] and result["changes"] == ["guest_agent"] and result["restart_needed"] is True
+    with pytest.raises(libvirt.libvirtError, match="QEMU guest agent is not configured"):
+        domain.qemuAgentCommand(ping, 5, 0)  # the running guest still has its old definition
+    run_module(guest.main, dict(name="web1", state="destroyed"))
+    run_module(guest.main, dict(name="web1", state="running"))
+    assert domain.qemuAgentCommand(ping, 5, 0) == '{"return": {}}'
+    again = run_module(guest.main, args(state="running", guest_agent=True))
+    assert again["changed"] is False and again["restart_needed"] is False
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_unknown_network_fails_before_anything_is_made(host, run_module, qemu_img, tmp_path):
@@ -441,4 +567,27 @@ def test_module_calls_are_standard_libvirt(run_module):
         run_module(guest.main, dict(name="arctictern-unit", uri="test:///default", state="absent"))
         assert "arctictern-unit" not in keep.listDefinedDomains()
     finally:
+        keep.close()
+
+
+def test_guest_agent_with_the_real_libvirt_test_driver(run_module):
+    """libvirt stores the new channel its own way (without the empty <source>, with a virtio-serial controller):
+    a second run still sees it, and false removes it."""
+    keep = libvirt.open("test:///default")
+    name = "arctictern-agent"
+    try:
+        params = args(name=name, uri="test:///default", nics=[dict(bridge="br0")], guest_agent=True)
+        assert "guest_agent" in run_module(guest.main, params)["changes"]
+        root = ET.fromstring(keep.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        assert [t.get("name") for t in root.findall("devices/channel/target")] == ["org.qemu.guest_agent.0"]
+        again = run_module(guest.main, params)
+        assert again["changed"] is False and again["guest"]["guest_agent"] is True
+        removed = run_module(guest.main, dict(params, guest_agent=False))
+        assert removed["changes"] == ["guest_agent"] and removed["guest"]["guest_agent"] is False
+        root = ET.fromstring(keep.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        assert root.find("devices/channel") is None
+        assert run_module(guest.main, dict(params, guest_agent=False))["changed"] is False
+    finally:
+        if name in keep.listDefinedDomains():
+            keep.lookupByName(name).undefine()
         keep.close()
