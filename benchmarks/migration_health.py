@@ -1,15 +1,24 @@
 """Does a guest survive live migration with a lowered max_downtime? Counts the guests that stop serving.
 
     PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py [--rounds 24] [--downtimes 10,20,50,300]
+        [--generation debian12]
+    PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py --from docs/results/<file>.json
+        [--from <another generation's file>.json ...] [--check]
 
 A bridged TCG guest moves back and forth between the lab's hypervisors with arctictern.virt.migrate, tuned as
-variant (c) of migration.py is (`max_downtime` as given, `timeout: 60` with `abort`). That happens once for each
-limit with the client's probe sending the guest a UDP datagram every millisecond across each migration, and once
-with the lowest limit and no traffic at all. After each migration the
-client asks the guest's agent whether it still serves the same boot with its request counter going on; a guest that
-does not is counted as broken, the end of its serial console is kept, and it is power-cycled for the next round.
+variant (c) of migration.py is (`max_downtime` as given, `timeout: 60` with `abort`). That happens once with the
+lowest limit and no traffic at all, then once for each limit with the client's probe sending the guest a UDP
+datagram every millisecond across each migration. The probe's length is set before each migration from the ones
+before (migration.ProbeLength; the quiet line comes first, so every probed migration has some before it). After
+each migration the client asks the guest's agent whether it still serves the same boot with its request counter
+going on; a guest that does not is counted as broken, the end of its serial console is kept, and it is
+power-cycled for the next round. Every round is recorded, whatever its outcome: a failed migration with its
+cause, a probe error, a probe that ended before the migration did.
 
-Prints the table and saves the raw rounds under results/. docs/performance.md has the figures of a run.
+Writes the raw rounds to docs/results/migration-health-<generation>-<date>.json and the table (one group of lines
+per hypervisor generation: the newest raw result of each under docs/results/) into docs/performance.md. --from
+writes the table from the raw results named instead, without the lab; --check then writes nothing and fails when
+the doc differs (a table edited by hand).
 """
 
 from __future__ import annotations
@@ -18,85 +27,194 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import sys
 import time
+from pathlib import Path
 
-from migration import HYPERVISORS, LEAD_S, RESULTS, Bench, Probe, log, tuned_options
-
+from benchmarks.migration import (
+    DOC, FIRST_GUESS_S, HYPERVISORS, LEAD_S, PROBE_FACTOR, PROBE_MARGIN_S, RAW_DIR, Bench, Probe, ProbeLength, _fmt,
+    cite, failures_text, log, tuned_options, write_blocks)
 from lab import lab as lab_control
 from lab.ansible import Ansible
 
+BEGIN, END = "<!-- migration-health:begin -->", "<!-- migration-health:end -->"
 GUEST = "bench-health"
-PROBE_S = 6.0   # the probe's length: it covers the module's start-up and the whole migration
+RAW_PATTERN = "migration-health-*.json"
+# What a round keeps of the module's outcome (migration.Bench.module_migrate) and of its probe.
+ROUND_FIELDS = ("ok", "cause", "error", "command_ms", "call_ms", "probe_s", "probe_error", "traffic_covered")
 
 
-def migrate_once(bench, address, source, dest, downtime, traffic):
-    """One migration of the guest, with the client's probe running across it when ``traffic``."""
-    if not traffic:
-        return bench.module_migrate(GUEST, source, dest, **tuned_options(downtime))
-    probe = Probe(bench.state, address, PROBE_S)
+def migrate_once(bench, address, route, downtime, probe_length):
+    """One migration of the guest; with a ``probe_length``, the client's probe runs across it. The outcome says
+    whether the probe failed or ended before the migration did."""
+    if probe_length is None:
+        return bench.module_migrate(GUEST, *route, **tuned_options(downtime))
+    seconds = probe_length.seconds()
+    probe = Probe(bench.state, address, seconds)
     try:
         time.sleep(LEAD_S)
-        outcome = bench.module_migrate(GUEST, source, dest, **tuned_options(downtime))
-        probe.result()  # the probe ends before the guest is checked and the next round starts
-        return outcome
+        outcome = bench.module_migrate(GUEST, *route, **tuned_options(downtime))
+        ended = time.monotonic()
+        trace = probe.result()  # the probe ends before the guest is checked and the next round starts
     finally:
         probe.kill()
+    outcome["probe_s"] = seconds
+    if trace is None:
+        outcome["probe_error"] = probe.error
+    else:
+        outcome["traffic_covered"] = ended <= trace["start_monotonic"] + trace["sent_s"][-1]
+    return outcome
 
 
-def migrate_rounds(bench, address, rounds, downtime, traffic):
-    """``rounds`` migrations back and forth; each as {round, source, dest, ok, error, problem, serial}."""
+def round_cause(record):
+    """Why a round does not count as a clean migration under the line's conditions, or None."""
+    if not record["ok"]:
+        return record["cause"] or "failed"
+    if record.get("probe_error"):
+        return "probe error"
+    if record.get("traffic_covered") is False:
+        return "traffic ended before the migration"
+    return None
+
+
+def migrate_rounds(bench, address, line, rounds, probe_length):
+    """``rounds`` migrations back and forth for one line (its ``max_downtime`` and ``traffic``), appended to
+    ``line["rounds"]`` as they happen; ``probe_length`` learns from every one."""
     previous = bench.guest_answer(GUEST, address)[0]
-    done = []
     for number in range(1, rounds + 1):
-        source, dest = bench.route(GUEST)
-        outcome = migrate_once(bench, address, source, dest, downtime, traffic)
+        route = bench.route(GUEST)
+        outcome = migrate_once(bench, address, route, line["max_downtime"], probe_length if line["traffic"] else None)
+        probe_length.saw(outcome)
         previous, problem, serial = bench.check_serving(GUEST, address, previous)
-        done.append({"round": number, "source": source, "dest": dest, "ok": outcome["ok"], "error": outcome["error"],
-                     "problem": problem, "serial": serial})
+        record = {"round": number, "source": route[0], "dest": route[1], "problem": problem, "serial": serial}
+        record.update({key: outcome.get(key) for key in ROUND_FIELDS})
+        line["rounds"].append(record)
         log("  max_downtime %d ms, %s, round %d %s->%s: %s" % (
-            downtime, "traffic" if traffic else "quiet", number, source, dest,
-            problem or ("healthy" if outcome["ok"] else "migration failed: %s" % outcome["error"])))
-    return done
+            line["max_downtime"], "traffic" if line["traffic"] else "quiet", number, route[0], route[1],
+            problem or round_cause(record) or "healthy"))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="benchmarks/migration_health.py", description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("--rounds", type=int, default=24, help="migrations per line of the table")
-    parser.add_argument("--downtimes", default="10,20,50,300", help="max_downtime values in ms, comma-separated")
-    args = parser.parse_args(argv)
+# --- the table ----------------------------------------------------------------------------------------------
+
+
+def line_row(generation, line):
+    rounds = line["rounds"]
+    traffic = "yes" if line["traffic"] else "none"
+    return "| %s | %d ms | %s | %d | %d | %s |" % (
+        generation, line["max_downtime"], traffic, len(rounds), sum(1 for record in rounds if record["problem"]),
+        failures_text(round_cause(record) for record in rounds))
+
+
+def source_line(results, raw_name):
+    accel = "KVM" if results["virt_type"] == "kvm" else "QEMU TCG"
+    versions = "; ".join("%s libvirt %s, QEMU %s" % (host, v["libvirt"], v["qemu"])
+                         for host, v in sorted(results["versions"].items()))
+    stopped = " The run stopped early: %s." % results["stopped_early"] if results.get("stopped_early") else ""
+    return "- **%s** (%s): run %s of %s (%s min) on %d cores, guests under %s, by `PYTHONPATH=.collections:. " \
+           ".venv/bin/python %s`.%s" % (
+               results["generation"], versions, raw_name, results["started"], _fmt(results.get("minutes"), 1),
+               results["cores"], accel, shlex.join(["benchmarks/migration_health.py", *results["argv"]]), stopped)
+
+
+def render_block(raws):
+    """The doc's block from raw results: [(how the doc names it, the result as read back from its JSON)]."""
+    names = " ".join("--from %s" % name for name, _results in raws)
+    lines = ["Generated by `benchmarks/migration_health.py %s`: edit the script, not this block." % names, ""]
+    lines += [source_line(results, name) for name, results in raws]
+    lines += ["", "| generation | `max_downtime` | client traffic (UDP datagram every ms) | migrations | guests broken | "
+                  "failed or not fully probed (causes) |",
+              "| --- | ---: | --- | ---: | ---: | --- |"]
+    lines += [line_row(results["generation"], line) for _name, results in raws for line in results["lines"]]
+    return "\n".join(lines)
+
+
+def newest_per_generation(directory):
+    """The newest raw result (by its start) of each generation under ``directory``, in the generations' order."""
+    newest = {}
+    for path in directory.glob(RAW_PATTERN):
+        results = json.loads(path.read_text())
+        known = newest.get(results["generation"])
+        if known is None or results["started"] > known[1]["started"]:
+            newest[results["generation"]] = (path, results)
+    return [newest[generation][0] for generation in sorted(newest)]
+
+
+def render_from(paths, doc, check=False):
+    """Print the block from the raw result files ``paths`` and write it into ``doc`` (with ``check``, only
+    compare). 1 when checking found a difference, else 0."""
+    block = render_block([(cite(path), json.loads(Path(path).read_text())) for path in paths])
+    print(block)
+    differences = write_blocks(doc, {(BEGIN, END): block}, check)
+    if differences:
+        print("\n%s differs from what the raw results give (edited by hand?):\n%s" % (doc, differences))
+        return 1
+    return 0
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+
+def measure(args):
+    """Run every line; the raw result's path (written however the run ends)."""
     downtimes = [int(value) for value in args.downtimes.split(",")]
     address = "198.18.0.%d" % int(os.environ.get("ATV_TEST_ADDRESSES", "236-239").split("-")[0])
     started = datetime.datetime.now()
     state = lab_control.read_state() or lab_control.up(log=log)
-    ansible = Ansible()
-    bench = Bench(state, ansible)
+    bench = Bench(state, Ansible())
     for host in HYPERVISORS:
-        ansible.ok(host, "host_bridge", name="br0", uplink="eth0")
-    lines = [(min(downtimes), False)] + [(downtime, True) for downtime in downtimes]
-    results = {"started": started.isoformat(timespec="seconds"), "virt_type": state["virt_type"],
-               "cores": os.cpu_count(), "rounds": args.rounds, "lines": []}
+        bench.ansible.ok(host, "host_bridge", name="br0", uplink="eth0")
+    results = {"generation": args.generation, "started": started.isoformat(timespec="seconds"),
+               "virt_type": state["virt_type"], "cores": os.cpu_count(), "versions": bench.versions(),
+               "argv": args.argv, "rounds": args.rounds,
+               "probe_rule": {"lead_s": LEAD_S, "factor": PROBE_FACTOR, "margin_s": PROBE_MARGIN_S,
+                              "first_guess_s": FIRST_GUESS_S}, "lines": []}
+    probe_length = ProbeLength()
     bench.remove(GUEST)
     try:
         bench.boot("hv1", GUEST, address)
-        for downtime, traffic in lines:
-            rounds = migrate_rounds(bench, address, args.rounds, downtime, traffic)
-            results["lines"].append({"max_downtime": downtime, "traffic": traffic, "rounds": rounds,
-                                     "broken": sum(1 for record in rounds if record["problem"]),
-                                     "failed": sum(1 for record in rounds if not record["ok"])})
+        for downtime, traffic in [(min(downtimes), False)] + [(downtime, True) for downtime in downtimes]:
+            line = {"max_downtime": downtime, "traffic": traffic, "rounds": []}
+            results["lines"].append(line)
+            migrate_rounds(bench, address, line, args.rounds, probe_length)
+    except BaseException as error:
+        results["stopped_early"] = "%s: %s" % (type(error).__name__, error)
+        raise
     finally:
+        results["minutes"] = round((datetime.datetime.now() - started).total_seconds() / 60, 1)
+        RAW_DIR.mkdir(exist_ok=True)
+        raw = RAW_DIR / ("migration-health-%s-%s.json" % (args.generation, started.strftime("%Y%m%d-%H%M")))
+        raw.write_text(json.dumps(results, indent=1) + "\n")
+        log("raw rounds: %s" % cite(raw))
         bench.remove(GUEST)
-    RESULTS.mkdir(exist_ok=True)
-    raw = RESULTS / ("migration-health-%s.json" % started.strftime("%Y%m%d-%H%M%S"))
-    raw.write_text(json.dumps(results, indent=1))
-    print("\nGuests under %s, %d cores, %d migrations per line; raw rounds in %s\n" % (
-        "QEMU TCG" if state["virt_type"] == "qemu" else "KVM", results["cores"], args.rounds, raw))
-    print("| `max_downtime` | client traffic (UDP datagram every ms) | guests broken | migrations failed |")
-    print("| ---: | --- | ---: | ---: |")
-    for line in results["lines"]:
-        traffic = "yes" if line["traffic"] else "none"
-        print("| %d ms | %s | %d of %d | %d |" % (line["max_downtime"], traffic, line["broken"], args.rounds, line["failed"]))
-    return 0
+    return raw
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="benchmarks/migration_health.py", description=__doc__.split("\n", maxsplit=1)[0])
+    parser.add_argument("--rounds", type=int, default=24, help="migrations per line of the table")
+    parser.add_argument("--downtimes", default="10,20,50,300", help="max_downtime values in ms, comma-separated")
+    parser.add_argument("--generation", default="debian12",
+                        help="label of the hypervisors' QEMU/libvirt generation, kept in the raw result")
+    parser.add_argument("--from", dest="raws", action="append", metavar="RAW.json",
+                        help="measure nothing: write the table from these raw results (repeat for each generation)")
+    parser.add_argument("--check", action="store_true",
+                        help="with --from: write nothing; exit 1 when the doc's table differs from the raw results'")
+    parser.add_argument("--doc", default=str(DOC), help="the Markdown file with the table's markers")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.check and not args.raws:
+        parser.error("--check needs --from")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    doc = Path(args.doc)
+    if args.raws:
+        return render_from(args.raws, doc, args.check)
+    measure(args)
+    return render_from(newest_per_generation(RAW_DIR), doc)
 
 
 if __name__ == "__main__":
