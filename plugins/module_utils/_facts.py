@@ -8,7 +8,7 @@ import ipaddress
 import xml.etree.ElementTree as ET
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _netlink, _placement, _validate
-from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import metadata_addresses
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import is_agent_channel, metadata_addresses
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, NotFound, VirtError
 
 # Where guest addresses can come from; the order given by the caller is the order of preference.
@@ -195,6 +195,7 @@ def describe_guest(domain, sources=DEFAULT_ADDRESS_SOURCES, include_xml=False, h
         "cpu": _guest_cpu(root, root.get("type"), host_cpu_model),
         "autostart": bool(_guest_call("reading autostart of guest '%s'" % name, domain.autostart)),
         "persistent": bool(_guest_call("reading persistence of guest '%s'" % name, domain.isPersistent)),
+        "guest_agent": any(is_agent_channel(channel) for channel in root.findall("devices/channel")),
         "nics": nics,
         "addresses": list(dict.fromkeys(address.split("/")[0] for nic in nics for address in nic["addresses"])),
         "job": _running_job(domain) if state not in _INACTIVE_STATES else None,

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _validate
 from ansible_collections.arctictern.virt.plugins.module_utils._domain_model import AGENT_CHANNEL
+from ansible_collections.arctictern.virt.plugins.module_utils._domain_xml import is_agent_channel
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
 
@@ -96,7 +97,7 @@ class VerifyOptions:
 
 def has_agent_channel(domain_xml):
     """Whether the domain XML has the virtio channel of the QEMU guest agent."""
-    return any(target.get("name") == AGENT_CHANNEL for target in ET.fromstring(domain_xml).findall("devices/channel/target"))
+    return any(is_agent_channel(channel) for channel in ET.fromstring(domain_xml).findall("devices/channel"))
 
 
 def require_agent_channel(options, domain, hostname):

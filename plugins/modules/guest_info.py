@@ -128,6 +128,12 @@ guests:
       description: CPU architecture of the guest.
       type: str
       sample: x86_64
+    guest_agent:
+      description:
+        - Whether the guest has the QEMU guest agent's channel (C(org.qemu.guest_agent.0)), through which libvirt
+          and M(arctictern.virt.migrate)'s O(arctictern.virt.migrate#module:verify.agent) reach its agent.
+      type: bool
+      sample: true
     machine:
       description:
         - Machine type of the guest as libvirt stores it, that is the versioned machine an alias such as C(pc)

@@ -214,3 +214,14 @@ def test_guest_info_results_place_guests_only_where_they_can_run(hypervisors, ru
     assert plan["web-nat"]["reason"] == "hv2: no libvirt network 'nat'; hv3: does not run kvm guests on x86_64 (only qemu)"
     assert plan["web-br"]["target"] == "hv2"
     assert plan["web-br"]["unfit"] == {"hv3": ["does not run kvm guests on x86_64 (only qemu)"]}
+
+
+def test_says_which_guests_have_the_agent_channel(conn, capsys):
+    channel = ("<channel type='unix'><source mode='bind' path='/run/libvirt/qemu/channel/1-agent.sock'/>"
+               "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+               "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>")
+    place_guest(conn, domain_xml("agent1", [NIC]).replace("</devices>", channel + "</devices>"))
+    place_guest(conn, domain_xml("spice1", [NIC]).replace("</devices>", channel.split("</channel>", 1)[1] + "</devices>"))
+    _failed, result = run(capsys)
+    found = {guest["name"]: guest["guest_agent"] for guest in result["guests"]}
+    assert found == {"<odd & \"name\">": False, "agent1": True, "db1": False, "spice1": False, "web1": False}
