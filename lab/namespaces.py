@@ -66,6 +66,17 @@ def setns_all(namespaces):
             os.close(fd)
 
 
+def unshare_mounts(binds):
+    """Move this process into a mount namespace of its own: the current mounts as a one-way copy (later mounts
+    outside show inside, its own never leak out), ``binds`` (source -> target) mounted over the real paths."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    mount(None, "/", MS_REC | MS_SLAVE)
+    for source, target in binds.items():
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        mount(source, target, MS_BIND)
+
+
 class HostNamespaces:
     """The network, mount and UTS namespaces of one lab host, identified by files."""
 
@@ -79,18 +90,14 @@ class HostNamespaces:
         return is_mountpoint(self.mnt) and is_mountpoint(self.uts)
 
     def create(self, binds):
-        """Make the host's mount and UTS namespaces: root's mounts as a one-way copy (root's later mounts show
-        inside, the host's own never leak out), ``binds`` (source -> target) mounted over the real paths."""
+        """Make the host's mount and UTS namespaces (see unshare_mounts)."""
         for path in (self.mnt, self.uts):
             path.touch()
 
         def enter_new():
             setns(self.netns, CLONE_NEWNET)
-            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
-            mount(None, "/", MS_REC | MS_SLAVE)
-            for source, target in binds.items():
-                os.makedirs(target, exist_ok=True)
-                mount(source, target, MS_BIND)
+            _check(_libc.unshare(CLONE_NEWUTS), "unshare")
+            unshare_mounts(binds)
             _check(_libc.sethostname(self.name.encode(), len(self.name)), "sethostname")
 
         holder = subprocess.Popen(["sleep", "60"], preexec_fn=enter_new)  # pylint: disable=subprocess-popen-preexec-fn
