@@ -231,10 +231,13 @@ def module_cause(result):
 
 
 class Bench:
-    def __init__(self, state, ansible, initrd=None):
+    """The lab as the benchmarks use it: guests moved back and forth between two hypervisors, ``hosts``."""
+
+    def __init__(self, state, ansible, initrd=None, hosts=HYPERVISORS):
         self.state = state
         self.ansible = ansible
         self.initrd = initrd
+        self.hosts = hosts
 
     def connect(self, host, patience=DAEMON_PATIENCE):
         """A connection to a hypervisor's daemon, waiting while it is down (others' fault tests restart them)."""
@@ -250,7 +253,7 @@ class Bench:
     def versions(self):
         """{hypervisor: {"libvirt": ..., "qemu": ...}} as each daemon reports them."""
         found = {}
-        for host in HYPERVISORS:
+        for host in self.hosts:
             conn = self.connect(host)
             try:
                 found[host] = {"libvirt": _version(conn.getLibVersion()), "qemu": _version(conn.getVersion())}
@@ -261,7 +264,7 @@ class Bench:
     def location(self, name):
         """The hypervisor on which the guest runs, or None."""
         running = []
-        for host in HYPERVISORS:
+        for host in self.hosts:
             conn = self.connect(host)
             try:
                 if name in [domain.name() for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]:
@@ -277,7 +280,7 @@ class Bench:
         source = self.location(name)
         if source is None:
             raise RuntimeError("guest %s runs nowhere" % name)
-        return source, "hv2" if source == "hv1" else "hv1"
+        return source, next(host for host in self.hosts if host != source)
 
     def dirty_rate(self, host, name, seconds=1):
         """MiB/s the guest dirties, as QEMU samples it (calc-dirty-rate, page sampling)."""
@@ -353,7 +356,7 @@ class Bench:
 
     def restart(self, name, address):
         """Power-cycle a guest that stopped serving, where it runs, so the rounds can go on."""
-        host = self.location(name) or "hv1"
+        host = self.location(name) or self.hosts[0]
         self.ansible.ok(host, "guest", name=name, state="destroyed")
         self.ansible.ok(host, "guest", name=name, state="running")
         answer = client_http(address, wait=120)
@@ -362,7 +365,7 @@ class Bench:
         return answer["answer"]
 
     def remove(self, name):
-        for host in HYPERVISORS:
+        for host in self.hosts:
             for attempt in range(3):
                 self.connect(host).close()
                 result = self.ansible.module(host, "guest", name=name, state="absent")

@@ -1,24 +1,25 @@
 """Does a guest survive live migration with a lowered max_downtime? Counts the guests that stop serving.
 
     PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py [--rounds 24] [--downtimes 10,20,50,300]
-        [--generation debian12]
+        [--hosts hv1,hv2] [--generation LABEL]
     PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py --from docs/results/<file>.json
         [--from <another generation's file>.json ...] [--check]
 
-A bridged TCG guest moves back and forth between the lab's hypervisors with arctictern.virt.migrate, tuned as
-variant (c) of migration.py is (`max_downtime` as given, `timeout: 60` with `abort`). That happens once with the
-lowest limit and no traffic at all, then once for each limit with the client's probe sending the guest a UDP
-datagram every millisecond across each migration. The probe's length is set before each migration from the ones
-before (migration.ProbeLength; the quiet line comes first, so every probed migration has some before it). After
-each migration the client asks the guest's agent whether it still serves the same boot with its request counter
-going on; a guest that does not is counted as broken, the end of its serial console is kept, and it is
-power-cycled for the next round. Every round is recorded, whatever its outcome: a failed migration with its
-cause, a probe error, a probe that ended before the migration did.
+A bridged TCG guest moves back and forth between two of the lab's hypervisors (--hosts; it boots on the first) with
+arctictern.virt.migrate, tuned as variant (c) of migration.py is (`max_downtime` as given, `timeout: 60` with
+`abort`). That happens once with the lowest limit and no traffic at all, then once for each limit with the client's
+probe sending the guest a UDP datagram every millisecond across each migration. The probe's length is set before
+each migration from the ones before (migration.ProbeLength; the quiet line comes first, so every probed migration
+has some before it). After each migration the client asks the guest's agent whether it still serves the same boot
+with its request counter going on; a guest that does not is counted as broken, the end of its serial console is
+kept, and it is power-cycled for the next round. Every round is recorded, whatever its outcome: a failed migration
+with its cause, a probe error, a probe that ended before the migration did.
 
-Writes the raw rounds to docs/results/migration-health-<generation>-<date>.json and the table (one group of lines
-per hypervisor generation: the newest raw result of each under docs/results/) into docs/performance.md. --from
-writes the table from the raw results named instead, without the lab; --check then writes nothing and fails when
-the doc differs (a table edited by hand).
+Writes the raw rounds to docs/results/migration-health-<generation>-<date>.json, with each host's generation from
+the lab's state, and the table (one group of lines per generation label: the newest raw result of each under
+docs/results/) into docs/performance.md. The label is the hosts' generation, both joined by "+" when they differ
+(hv1,hv3: debian12+debian13), unless --generation names another. --from writes the table from the raw results named
+instead, without the lab; --check then writes nothing and fails when the doc differs (a table edited by hand).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from benchmarks.migration import (
     DOC, FIRST_GUESS_S, HYPERVISORS, LEAD_S, PROBE_FACTOR, PROBE_MARGIN_S, RAW_DIR, Bench, Probe, ProbeLength, _fmt,
     cite, failures_text, log, tuned_options, write_blocks)
 from lab import lab as lab_control
-from lab.ansible import Ansible
+from lab.ansible import Ansible, hypervisors
 
 BEGIN, END = "<!-- migration-health:begin -->", "<!-- migration-health:end -->"
 GUEST = "bench-health"
@@ -155,16 +156,32 @@ def render_from(paths, doc, check=False):
 # --- measuring ----------------------------------------------------------------------------------------------
 
 
+def host_generations(state, hosts):
+    """{host: generation} from the lab's state; SystemExit for a host that is no hypervisor of the lab."""
+    known = hypervisors(state)
+    for host in hosts:
+        if host not in known:
+            raise SystemExit("--hosts: %s is not a hypervisor of the lab (%s)" % (host, ", ".join(known)))
+    return {host: state["hosts"][host]["generation"] for host in hosts}
+
+
+def generation_label(generations):
+    """The table's label of a run between hosts of these generations: theirs, or both joined (debian12+debian13)."""
+    return "+".join(dict.fromkeys(generations.values()))
+
+
 def measure(args):
     """Run every line; the raw result's path (written however the run ends)."""
     downtimes = [int(value) for value in args.downtimes.split(",")]
     address = "198.18.0.%d" % int(os.environ.get("ATV_TEST_ADDRESSES", "236-239").split("-")[0])
     started = datetime.datetime.now()
     state = lab_control.read_state() or lab_control.up(log=log)
-    bench = Bench(state, Ansible())
-    for host in HYPERVISORS:
+    generations = host_generations(state, args.hosts)
+    generation = args.generation or generation_label(generations)
+    bench = Bench(state, Ansible(), hosts=args.hosts)
+    for host in args.hosts:
         bench.ansible.ok(host, "host_bridge", name="br0", uplink="eth0")
-    results = {"generation": args.generation, "started": started.isoformat(timespec="seconds"),
+    results = {"generation": generation, "generations": generations, "started": started.isoformat(timespec="seconds"),
                "virt_type": state["virt_type"], "cores": os.cpu_count(), "versions": bench.versions(),
                "argv": args.argv, "rounds": args.rounds,
                "probe_rule": {"lead_s": LEAD_S, "factor": PROBE_FACTOR, "margin_s": PROBE_MARGIN_S,
@@ -172,7 +189,7 @@ def measure(args):
     probe_length = ProbeLength()
     bench.remove(GUEST)
     try:
-        bench.boot("hv1", GUEST, address)
+        bench.boot(args.hosts[0], GUEST, address)
         for downtime, traffic in [(min(downtimes), False)] + [(downtime, True) for downtime in downtimes]:
             line = {"max_downtime": downtime, "traffic": traffic, "rounds": []}
             results["lines"].append(line)
@@ -183,19 +200,31 @@ def measure(args):
     finally:
         results["minutes"] = round((datetime.datetime.now() - started).total_seconds() / 60, 1)
         RAW_DIR.mkdir(exist_ok=True)
-        raw = RAW_DIR / ("migration-health-%s-%s.json" % (args.generation, started.strftime("%Y%m%d-%H%M")))
+        raw = RAW_DIR / ("migration-health-%s-%s.json" % (generation, started.strftime("%Y%m%d-%H%M")))
         raw.write_text(json.dumps(results, indent=1) + "\n")
         log("raw rounds: %s" % cite(raw))
         bench.remove(GUEST)
     return raw
 
 
+def two_hosts(text):
+    """The --hosts value: two different hypervisors, comma-separated."""
+    hosts = tuple(name.strip() for name in text.split(","))
+    if len(hosts) != 2 or len(set(hosts)) != 2 or not all(hosts):
+        raise argparse.ArgumentTypeError("two different hypervisors, comma-separated (e.g. hv1,hv3), got '%s'" % text)
+    return hosts
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="benchmarks/migration_health.py", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=24, help="migrations per line of the table")
     parser.add_argument("--downtimes", default="10,20,50,300", help="max_downtime values in ms, comma-separated")
-    parser.add_argument("--generation", default="debian12",
-                        help="label of the hypervisors' QEMU/libvirt generation, kept in the raw result")
+    parser.add_argument("--hosts", type=two_hosts, default=HYPERVISORS,
+                        help="the two hypervisors the guest moves between, comma-separated; it boots on the first "
+                             "(default: %s)" % ",".join(HYPERVISORS))
+    parser.add_argument("--generation",
+                        help="the run's label in the table (default: the hosts' generation from the lab's state, "
+                             "both joined by + when they differ)")
     parser.add_argument("--from", dest="raws", action="append", metavar="RAW.json",
                         help="measure nothing: write the table from these raw results (repeat for each generation)")
     parser.add_argument("--check", action="store_true",

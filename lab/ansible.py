@@ -145,10 +145,15 @@ def assert_alive(vm, label):
     return answer
 
 
+def hypervisors(lab):
+    """The names of the lab's hypervisors (the hosts with a libvirt daemon), from its state."""
+    return [name for name, host in lab["hosts"].items() if host["uri"]]
+
+
 def where(lab, name):
     """{host: state word} of every hypervisor that has the guest, looked at through our own connections."""
     found = {}
-    for host in ("hv1", "hv2"):
+    for host in hypervisors(lab):
         conn = libvirt.open(lab["hosts"][host]["uri"])
         try:
             dom = conn.lookupByName(name)

@@ -12,25 +12,29 @@ import sys
 import time
 from pathlib import Path
 
+import libvirt
+
 from ansible_collections.arctictern.virt.plugins.module_utils import _netlink as netlink
 
 from lab import ssh
-from lab.daemon import HypervisorDaemon
+from lab.daemon import HypervisorDaemon, describe
 from lab.debian_image import ensure_debian_image
 from lab.dns import DnsServer
+from lab.hypervisor_root import ensure_hypervisor_root
 from lab.image import ensure_image
 from lab.namespaces import CLONE_NEWNET, is_mountpoint, make_private_mount, setns, umount
 from lab.netlink import create_netns, create_veth_pair, link_exists, remove_netns, replace_route
 from lab.topology import (
-    CLIENT_ROUTES, DNS_SERVER, DNS_ZONE, HOSTS, HYPERVISORS, LAB_WEB_URL, LAN_PREFIX, LINK_PREFIX, NETNS_PREFIX,
-    NS_DIR, OUTSIDE_HOSTS, REMOTE_CLIENT, ROUTER, SITE_BRIDGE, SITE_GATEWAY_MAC, SITES, STATE_DIR, SWITCH, WAN_PREFIX, WAN_SUPERNET,
-    ssh_uri,
+    CLIENT_ROUTES, DEBIAN13, DNS_SERVER, DNS_ZONE, HOSTS, HYPERVISORS, LAB_WEB_URL, LAN_PREFIX, LINK_PREFIX,
+    MIGRATION_BRIDGE, MIGRATION_SWITCH, NETNS_PREFIX, NS_DIR, OUTSIDE_HOSTS, REMOTE_CLIENT, ROUTER, SITE_BRIDGE,
+    SITE_GATEWAY_MAC, SITES, STATE_DIR, SWITCH, WAN_PREFIX, WAN_SUPERNET, ssh_uri,
 )
 from lab.web import WebServer
 
 STATE_FILE = STATE_DIR / "lab.json"
 BIN_DIR = STATE_DIR / "bin"
 SWITCH_NETNS = NETNS_PREFIX + SWITCH
+MIGRATION_NETNS = NETNS_PREFIX + MIGRATION_SWITCH
 ROUTER_NETNS = NETNS_PREFIX + ROUTER
 # The WAN's rate limit (tc tbf on the router's links to the sites); delay and loss need netem, which not every
 # kernel has: the lab tries it and records what it used in lab.json.
@@ -50,9 +54,10 @@ def _ensure_netns(name):
         netlink.set_up(ipr, "lo")
 
 
-def _cable(host_ns, ifname, peer_ns, peer_ifname, address=None, prefix=None):
-    """A veth between two namespaces; the address is set only when the cable is new, because playbooks may move
-    it afterwards (host_bridge moves eth0's address onto a bridge)."""
+def _cable(host_ns, ifname, peer_ns, peer_ifname, address=None, prefix=None, bridge=None):
+    """A veth between two namespaces, its peer end a port of ``bridge`` there if given; the address is set only
+    when the cable is new, because playbooks may move it afterwards (host_bridge moves eth0's address onto a
+    bridge)."""
     with netlink.open_ipr(host_ns) as ipr:
         if link_exists(ipr, ifname):
             return
@@ -61,28 +66,25 @@ def _cable(host_ns, ifname, peer_ns, peer_ifname, address=None, prefix=None):
             netlink.add_address(ipr, ifname, "%s/%d" % (address, prefix))
         netlink.set_up(ipr, ifname)
     with netlink.open_ipr(peer_ns) as peer:
-        if peer_ns == SWITCH_NETNS:
-            netlink.set_master(peer, peer_ifname, SWITCH)
+        if bridge:
+            netlink.set_master(peer, peer_ifname, bridge)
         netlink.set_up(peer, peer_ifname)
 
 
 def build_network():
-    """Namespaces and cables: every host on the LAN switch, the hypervisors joined by a migration link."""
-    for name in [SWITCH_NETNS] + [host.netns for host in HOSTS]:
+    """Namespaces and cables: every host on the LAN switch, every hypervisor on the migration link's switch."""
+    for name in [SWITCH_NETNS, MIGRATION_NETNS] + [host.netns for host in HOSTS]:
         _ensure_netns(name)
-    with netlink.open_ipr(SWITCH_NETNS) as switch:
-        if not link_exists(switch, SWITCH):
-            netlink.create_bridge(switch, SWITCH)
-        netlink.set_up(switch, SWITCH)
+    for netns, bridge in ((SWITCH_NETNS, SWITCH), (MIGRATION_NETNS, MIGRATION_BRIDGE)):
+        with netlink.open_ipr(netns) as switch:
+            if not link_exists(switch, bridge):
+                netlink.create_bridge(switch, bridge)
+            netlink.set_up(switch, bridge)
     for host in HOSTS:
-        _cable(host.netns, "eth0", SWITCH_NETNS, "p-" + host.name, host.lan_address, LAN_PREFIX)
-    first, second = HYPERVISORS
-    _cable(first.netns, "mig0", second.netns, "mig0")
+        _cable(host.netns, "eth0", SWITCH_NETNS, "p-" + host.name, host.lan_address, LAN_PREFIX, bridge=SWITCH)
     for hypervisor in HYPERVISORS:
-        with netlink.open_ipr(hypervisor.netns) as ipr:
-            wanted = "%s/%d" % (hypervisor.link_address, LINK_PREFIX)
-            if wanted not in netlink.addresses(ipr, "mig0"):
-                netlink.add_address(ipr, "mig0", wanted)
+        _cable(hypervisor.netns, "mig0", MIGRATION_NETNS, "p-" + hypervisor.name, hypervisor.link_address, LINK_PREFIX,
+               bridge=MIGRATION_BRIDGE)
         _enable_forwarding(hypervisor.netns)
     with netlink.open_ipr(NETNS_PREFIX + "client") as client:
         for subnet, gateway in CLIENT_ROUTES.items():
@@ -202,7 +204,7 @@ def up(log=print):
     wan = build_wan()
     ssh.prepare(HYPERVISORS)
     for hypervisor in HYPERVISORS:
-        daemon = HypervisorDaemon(hypervisor)
+        daemon = HypervisorDaemon(hypervisor, root=_daemon_root(hypervisor, log))
         daemon.prepare()
         for service in (daemon, ssh.SSHDaemon(hypervisor)):
             if service.start():
@@ -240,6 +242,23 @@ def up(log=print):
     return state
 
 
+def _daemon_root(hypervisor, log):
+    """Where a hypervisor's libvirtd and QEMU come from: the machine's packages, or for the next generation the root
+    lab.hypervisor_root builds (once; then from its cache)."""
+    return ensure_hypervisor_root(log).path if hypervisor.generation == DEBIAN13 else "/"
+
+
+def _daemon_versions(hypervisor):
+    """libvirt's and QEMU's versions as the host's daemon reports them: what tests and benchmarks label figures
+    with."""
+    conn = libvirt.open(hypervisor.uri)
+    try:
+        offered = describe(conn)
+    finally:
+        conn.close()
+    return {"libvirt": offered["libvirt"], "qemu": offered["qemu"]}
+
+
 def _write_interpreter(host, enter, inside):
     """A Python interpreter that runs inside the host: Ansible's ansible_python_interpreter for it.
 
@@ -275,6 +294,8 @@ def _describe(host):
         "migration_uri": host.migration_uri if daemon else None,
         "ssh_uri": host.ssh_uri if daemon else None,
         "daemon_pid": daemon.pid() if daemon else None,
+        "generation": host.generation if daemon else None,
+        "versions": _daemon_versions(host) if daemon else None,
         "enter": enter,
         "python": _write_interpreter(host, enter, inside),
     }

@@ -11,7 +11,13 @@ NS_DIR = STATE_DIR / "ns"
 NETNS_PREFIX = "atv-"
 SWITCH = "lan"              # the namespace and bridge that form the shared guest LAN
 LAN_PREFIX = 24
+MIGRATION_SWITCH = "miglink"    # the namespace whose bridge joins every hypervisor's migration link (mig0)
+MIGRATION_BRIDGE = "mig"
 LINK_PREFIX = 24
+# Hypervisor generations: the machine's own packages (Debian 12: libvirt 9, QEMU 7.2), and the next one, whose
+# daemon and QEMU run from the Debian 13 root that lab.hypervisor_root builds (libvirt 11, QEMU 10).
+DEBIAN12 = "debian12"
+DEBIAN13 = "debian13"
 # The key the lab's hypervisors log in to each other with (root, over SSH on the LAN), and where each hypervisor
 # finds its own ssh configuration: its private directory is bind-mounted over /etc/ssh inside its mount namespace.
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
@@ -23,6 +29,7 @@ class LabHost:
     name: str
     lan_address: str
     link_address: str | None = None   # the migration link; hypervisors only
+    generation: str = DEBIAN12
 
     @property
     def netns(self):
@@ -68,26 +75,30 @@ def ssh_uri(address):
     return "qemu+ssh://root@%s/system?keyfile=%s&no_tty=1" % (address, SSH_KEY)
 
 
+# hv3 is the next generation, beside the others for the rolling-upgrade path; it is in none of the playbooks'
+# groups (inventories/lab: next_generation, not hypervisors).
 HOSTS = (
     LabHost("hv1", lan_address="198.18.0.11", link_address="198.18.1.1"),
     LabHost("hv2", lan_address="198.18.0.12", link_address="198.18.1.2"),
+    LabHost("hv3", lan_address="198.18.0.13", link_address="198.18.1.3", generation=DEBIAN13),
     LabHost("client", lan_address="198.18.0.100"),
 )
 HYPERVISORS = tuple(host for host in HOSTS if host.is_hypervisor)
+
+
+def host(name):
+    return next(candidate for candidate in HOSTS if candidate.name == name)
+
+
 # The lab's HTTP server, on the client: the apt repository the Debian guests install from (they have no internet),
 # and the web server that requests through a guest's proxy fetch.
-LAB_WEB_HOST = HOSTS[2]
+LAB_WEB_HOST = host("client")
 LAB_WEB_PORT = 8080
 LAB_WEB_URL = "http://%s:%d/" % (LAB_WEB_HOST.lan_address, LAB_WEB_PORT)
 # The LAN's router knowledge: the client routes the hypervisors' NAT (hv1) and host-only (hv2) subnets of
 # playbooks/site.yml through their hosts, so that a host-only guest is unreachable because libvirt isolates it,
 # not merely because no route leads there.
 CLIENT_ROUTES = {"198.18.100.0/24": "198.18.0.11", "198.18.200.0/24": "198.18.0.12"}
-
-
-def host(name):
-    return next(candidate for candidate in HOSTS if candidate.name == name)
-
 
 # The WAN layout (issue #8): two sites in different subnets, each routed by its hypervisor, joined through a router
 # namespace (the "WAN"); a DNS server and a remote client sit outside both sites, each on a subnet of its own behind

@@ -230,7 +230,7 @@ def _machines(elements):
     return names
 
 
-def _guest_arches(capabilities):
+def guest_arches(capabilities):
     """``{arch: {"os_types": set, "virt_types": {type: set of machines}}}`` from a capabilities document.
 
     A <domain> element may list machines of its own (for example kvm on some hosts); otherwise the arch's
@@ -293,7 +293,7 @@ def describe_arches(conn, capabilities):
     accelerator, not the machine type."""
     domcaps = _DomainCapabilities(conn)
     arches = {}
-    for arch, entry in sorted(_guest_arches(capabilities).items()):
+    for arch, entry in sorted(guest_arches(capabilities).items()):
         arches[arch] = {
             "os_types": sorted(entry["os_types"]),
             "virt_types": {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import re
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _verify
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, InvalidOption, VirtError
+from ansible_collections.arctictern.virt.plugins.module_utils._facts import guest_arches
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
 from ansible_collections.arctictern.virt.plugins.module_utils._validate import is_local_uri
@@ -56,8 +58,12 @@ SSH_PORT = 22
 POSITIVE_OPTIONS = ("bandwidth", "postcopy_bandwidth", "max_downtime", "timeout", "postcopy_after",
                     "postcopy_after_iterations", "parallel_connections")
 # Where a failed migration leaves things; returned as ``cause`` with the failure.
-# guest_unhealthy: the guest runs on the destination but failed a check of ``verify``.
-CAUSES = ("destination_unreachable", "destination_died", "link_cut", "timeout", "postcopy_failed", "failed", "guest_unhealthy")
+# guest_unhealthy: the guest runs on the destination but failed a check of ``verify``; incompatible_destination: the
+# destination cannot run the guest (its machine type), told before anything moves.
+CAUSES = ("destination_unreachable", "destination_died", "link_cut", "timeout", "postcopy_failed", "failed", "guest_unhealthy",
+          "incompatible_destination")
+# A versioned machine type: its family and version, e.g. pc-i440fx and 10.0.
+VERSIONED_MACHINE = re.compile(r"^(?P<family>.+)-(?P<version>\d+(?:\.\d+)*)$")
 
 
 def _const(name, default=None):
@@ -284,6 +290,48 @@ def same_host(source, destination):
     if source["uuid"] and destination["uuid"]:
         return source["uuid"] == destination["uuid"]
     return source["hostname"] == destination["hostname"]
+
+
+def _machine_version(name):
+    """(family, version) of a machine type: ('pc-i440fx', (10, 0)) for pc-i440fx-10.0, (name, ()) for an unversioned
+    one such as pc or microvm."""
+    match = VERSIONED_MACHINE.match(name)
+    if match is None:
+        return name, ()
+    return match.group("family"), tuple(int(part) for part in match.group("version").split("."))
+
+
+def require_machine(domain, dest_conn, source, destination):
+    """Refuse, before anything moves, a destination whose QEMU does not offer the guest's machine type for the guest's
+    arch and virt type. A guest keeps the versioned machine type it was started with (QEMU 10 makes 'pc' into
+    pc-i440fx-10.0), which an older QEMU lacks: libvirt would refuse it only while preparing the destination, as a
+    failure like any other, and check mode would not tell."""
+    name = domain.name()
+    live = ET.fromstring(_libvirt.call("reading guest '%s'" % name, domain.XMLDesc))
+    os_type = live.find("os/type[@machine]")
+    if os_type is None:
+        return  # no machine type to match (a Xen PV guest has none)
+    arch, machine, virt_type = os_type.get("arch"), os_type.get("machine"), live.get("type")
+    caps = ET.fromstring(_libvirt.call("reading capabilities of '%s'" % destination["uri"], dest_conn.getCapabilities))
+    offered = guest_arches(caps).get(arch, {}).get("virt_types", {}).get(virt_type, set())
+    if machine in offered:
+        return
+    hostname = destination["hostname"]
+    instead = _newest_of_family(offered, machine, hostname) if offered else "%s runs no %s %s guests" % (hostname, arch, virt_type)
+    raise InvalidOption("dest_uri", "%s cannot run guest '%s': it runs machine type %s (%s, %s), and %s. Nothing was moved: "
+                        "the guest is still %s on %s." % (hostname, name, machine, arch, virt_type, instead,
+                                                          _libvirt.domain_state(domain), source["hostname"]),
+                        cause="incompatible_destination")
+
+
+def _newest_of_family(offered, machine, hostname):
+    """What a host that lacks ``machine`` offers of its family (pc-i440fx, pc-q35): the newest by version, in words."""
+    family = _machine_version(machine)[0]
+    versions = {other: version for other, (other_family, version) in ((other, _machine_version(other)) for other in offered)
+                if other_family == family and version}
+    if not versions:
+        return "%s offers no %s machine type" % (hostname, family)
+    return "the newest %s that %s offers is %s" % (family, hostname, max(versions, key=versions.get))
 
 
 def _active(domain):
@@ -836,6 +884,7 @@ def migrate(options, check_mode=False):
                               msg="guest '%s' already runs on %s" % (name, destination["hostname"]))
                 # A second run must not turn green a guest that failed its checks on the first.
                 return result if check_mode else verify_guest(options, dest_conn, result)
+            require_machine(domain, dest_conn, source, destination)
             result["changed"] = True
             if check_mode:
                 result.update(state=_libvirt.domain_state(domain), msg="guest '%s' would move from %s to %s" % (

@@ -20,6 +20,11 @@ description:
   - Everything is checked before anything moves. The guest must run on the source. The destination must be
     reachable and must be another host, which the host UUIDs (and host names) of both daemons tell. A different
     guest of the same name on the destination is a conflict.
+  - The destination's QEMU must offer the guest's machine type for the guest's architecture and virt type. A guest
+    keeps the versioned machine type it was started with, so a guest started on a newer QEMU (V(pc) is
+    C(pc-i440fx-10.0) on QEMU 10.0) cannot move to an older one (QEMU 7.2 offers up to C(pc-i440fx-7.2)). The
+    module then fails with RV(cause=incompatible_destination), in check mode too, and the guest keeps running.
+    A guest started on the older QEMU keeps its older machine type on the newer one, which this check lets back.
   - The migration runs in a worker thread while the module watches the job ten times a second. It
     applies O(max_downtime), switches to post-copy (O(mode)), and acts on O(timeout). It keeps a progress sample
     every second, and returns them with the job's statistics.
@@ -526,7 +531,10 @@ cause:
       over C(qemu+ssh), a host whose SSH port answers.
     - Told from libvirt's error codes, the state of the job and the guest and how the destination answers
       afterwards, never from the wording of libvirt's messages, so it is the same whatever the hosts' locale.
-  returned: failure of the migration itself, or of its checks
+    - V(incompatible_destination) when the destination does not offer the guest's machine type, found before
+      anything moves. The message names the machine type and the newest one of its family that the destination
+      offers.
+  returned: failure of the migration itself, of its checks, or a destination that cannot run the guest
   type: str
   sample: link_cut
 source_state:

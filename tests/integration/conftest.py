@@ -12,7 +12,7 @@ import pytest
 
 from lab import lab as lab_control
 # client_http and run_in are re-exported for the tests.
-from lab.ansible import Ansible, client_http, run_in  # noqa: F401  pylint: disable=unused-import
+from lab.ansible import Ansible, client_http, hypervisors, run_in  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +32,9 @@ def ansible(lab):  # pylint: disable=redefined-outer-name,unused-argument
 
 @pytest.fixture(scope="session")
 def lan(lab, ansible):  # pylint: disable=redefined-outer-name
-    """Both hypervisors with br0 on their LAN uplink, as site.yml makes it (with the collection's host_bridge)."""
-    for host in ("hv1", "hv2"):
+    """Every hypervisor with br0 on its LAN uplink, as site.yml makes it on hv1 and hv2 (with the collection's
+    host_bridge)."""
+    for host in hypervisors(lab):
         ansible.ok(host, "host_bridge", name="br0", uplink="eth0")
     return {"bridge": "br0", "prefix": 24, "hosts": lab["hosts"]}
 
@@ -87,8 +88,10 @@ class Guests:
         self.created.remove((host, name))
 
     def cleanup(self):
+        everywhere = hypervisors(self.lab)
         for host, name in self.created:
-            for hypervisor in ("hv1", "hv2") if host in ("hv1", "hv2") else (host,):
+            # A guest may have moved to any hypervisor since.
+            for hypervisor in everywhere if host in everywhere else (host,):
                 self.ansible.module(hypervisor, "guest", name=name, state="absent")
 
 

@@ -56,6 +56,23 @@ KVM_CAPABILITIES = """<capabilities>
 QEMU_CAPABILITIES = KVM_CAPABILITIES.replace("      <domain type='kvm'/>\n    </arch>\n  </guest>\n  <guest>",
                                              "    </arch>\n  </guest>\n  <guest>", 1)
 
+# A host of the next generation (QEMU 10.0, the host UUID of KVM_CAPABILITIES): the aliases stand for 10.0's machine
+# types, and the versioned ones of earlier releases are still offered.
+QEMU10_CAPABILITIES = KVM_CAPABILITIES.replace("""\
+      <machine maxCpus='255'>pc-i440fx-7.2</machine>
+      <machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>
+      <machine maxCpus='288'>pc-q35-7.2</machine>
+      <machine canonical='pc-q35-7.2' maxCpus='288'>q35</machine>
+""", """\
+      <machine maxCpus='255'>pc-i440fx-10.0</machine>
+      <machine canonical='pc-i440fx-10.0' maxCpus='255'>pc</machine>
+      <machine maxCpus='255'>pc-i440fx-9.2</machine>
+      <machine maxCpus='255'>pc-i440fx-7.2</machine>
+      <machine maxCpus='4096'>pc-q35-10.0</machine>
+      <machine canonical='pc-q35-10.0' maxCpus='4096'>q35</machine>
+      <machine maxCpus='288'>pc-q35-7.2</machine>
+""").replace("canonical='pc-i440fx-7.2'", "canonical='pc-i440fx-10.0'")
+
 XEN_CAPABILITIES = """<capabilities>
   <host>
     <cpu><arch>x86_64</arch></cpu>

@@ -132,3 +132,40 @@ def test_the_docs_health_block_is_what_its_raw_results_give():
         return
     raws = [str(ROOT / word) for word in cited.group(1).split() if word != "--from"]
     assert health.main([word for raw in raws for word in ("--from", raw)] + ["--check"]) == 0
+
+
+LAB_STATE = {"hosts": {
+    "hv1": {"uri": "qemu+unix:///system?socket=/run/hv1", "generation": "debian12"},
+    "hv2": {"uri": "qemu+unix:///system?socket=/run/hv2", "generation": "debian12"},
+    "hv3": {"uri": "qemu+unix:///system?socket=/run/hv3", "generation": "debian13"},
+    "client": {"uri": None, "generation": None},
+}}
+
+
+def test_the_hosts_are_two_different_hypervisors_hv1_and_hv2_by_default():
+    assert health.parse_args([]).hosts == ("hv1", "hv2")
+    assert health.parse_args(["--hosts", "hv1, hv3"]).hosts == ("hv1", "hv3")
+
+
+@pytest.mark.parametrize("value", ["hv1", "hv1,hv1", "hv1,hv2,hv3", "hv1,"])
+def test_hosts_other_than_two_different_names_are_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        health.parse_args(["--hosts", value])
+    assert "--hosts: two different hypervisors, comma-separated (e.g. hv1,hv3), got '%s'" % value in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hosts, generations, label", [
+    (("hv1", "hv2"), {"hv1": "debian12", "hv2": "debian12"}, "debian12"),
+    (("hv1", "hv3"), {"hv1": "debian12", "hv3": "debian13"}, "debian12+debian13"),
+    (("hv3", "hv1"), {"hv3": "debian13", "hv1": "debian12"}, "debian13+debian12"),
+])
+def test_each_hosts_generation_comes_from_the_lab_and_labels_the_run(hosts, generations, label):
+    assert health.host_generations(LAB_STATE, hosts) == generations
+    assert health.generation_label(generations) == label
+
+
+def test_a_host_that_is_no_hypervisor_of_the_lab_is_refused():
+    with pytest.raises(SystemExit, match=r"^--hosts: client is not a hypervisor of the lab \(hv1, hv2, hv3\)$"):
+        health.host_generations(LAB_STATE, ("hv1", "client"))
+    with pytest.raises(SystemExit, match="hv9 is not a hypervisor"):
+        health.host_generations(LAB_STATE, ("hv9", "hv1"))

@@ -6,7 +6,8 @@
 ``FakeClock`` one second, so time-based decisions (post-copy after N s, timeouts) are exact and fast. The worker
 thread of the Migration waits in migrateToURI3 until the script ends the job (converged, switched to post-copy,
 aborted, failed at a step), then returns or raises like libvirt. The calls refuse, with libvirt's error codes,
-what libvirt 9.0's QEMU driver refuses: unknown flags and typed parameters, a local destination, an inactive guest.
+what libvirt 9.0's QEMU driver refuses: unknown flags and typed parameters, a local destination, an inactive guest,
+a machine type the destination lacks.
 
 libvirt's messages come in two locales (``MESSAGES``): what the module decides from a failure must not depend on them.
 """
@@ -216,6 +217,7 @@ class MigratingDomain(FakeDomain):
         job.dest_uri, job.params, job.flags = dest_uri, dict(params), flags
         if job.connect_error is not None:
             raise job.connect_error
+        _check_machine(self.xml, self.hosts[dest_uri])
         job.active = True
         if not job.finished.wait(10):
             job.active = False
@@ -333,6 +335,17 @@ def _check_exclusive(flags):
                             "VIR_FROM_DOMAIN")
 
 
+def _check_machine(xml, dest):
+    """What the destination refuses while it prepares for the guest, before anything moves: a machine type its QEMU
+    lacks (libvirt 9.0 with QEMU 7.2 so refused a guest started on QEMU 10.0, in a pair of scratch daemons)."""
+    machine = ET.fromstring(xml).find("os/type").get("machine")
+    offered = {name for element in ET.fromstring(dest.capabilities).iter("machine")
+               for name in (element.text, element.get("canonical"))}
+    if machine not in offered:
+        raise libvirt_error("VIR_ERR_CONFIG_UNSUPPORTED", "unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not "
+                            "support machine type '%s'" % machine, "VIR_FROM_QEMU")
+
+
 def _check_supported(params, flags):
     """What the QEMU driver refuses: flags it does not know (virCheckFlags), parameters it does not take
     (virTypedParamsValidate)."""
@@ -344,16 +357,17 @@ def _check_supported(params, flags):
         raise libvirt_error("VIR_ERR_ARGUMENT_UNSUPPORTED", "argument unsupported: parameter '%s' not supported" % unknown[0])
 
 
-def domain_xml(name="web1", uuid="0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40", memory_mib=128, agent_channel=False, serial_log=None):
+def domain_xml(name="web1", uuid="0b8e3b9c-2f7a-4d0e-9a51-6b7c1d2e3f40", memory_mib=128, agent_channel=False, serial_log=None,
+               machine="pc"):
     """A guest's XML; ``agent_channel``: with the QEMU guest agent's channel; ``serial_log``: the file its serial
-    console is logged to."""
+    console is logged to; ``machine``: its machine type (an alias becomes the host's versioned one)."""
     root = ET.Element("domain", type="kvm")
     ET.SubElement(root, "name").text = name
     ET.SubElement(root, "uuid").text = uuid
     ET.SubElement(root, "memory", unit="KiB").text = str(memory_mib * 1024)
     ET.SubElement(root, "vcpu").text = "1"
     os_element = ET.SubElement(root, "os")
-    ET.SubElement(os_element, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_element, "type", arch="x86_64", machine=machine).text = "hvm"
     devices = ET.SubElement(root, "devices")
     serial = ET.SubElement(devices, "serial", type="pty")
     if serial_log:

@@ -11,6 +11,7 @@ import errno
 import socket
 import threading
 import time
+import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
 import libvirt
@@ -19,9 +20,10 @@ import pytest
 from ansible_collections.arctictern.virt.plugins.module_utils import _migration
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import InvalidOption, VirtError
 from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import FakeAgent, libvirt_error
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU_CAPABILITIES, QEMU10_CAPABILITIES, FakeAgent, libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
-    DEST_URI, HV1_UUID, HV2_UUID, MESSAGES, MIB, SRC_URI, FakeEvents, FakeJob, add_migrating, failure, migration_world, options)
+    DEST_URI, HV1_UUID, HV2_CAPABILITIES, HV2_UUID, MESSAGES, MIB, SRC_URI, FakeEvents, FakeJob, add_migrating, failure, migration_world,
+    options)
 
 BASE_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
 LANGUAGES = sorted(MESSAGES)
@@ -641,6 +643,60 @@ def test_migrate_refuses_a_destination_that_is_the_source_host(world):
     assert caught.value.option == "dest_uri" and "reaches the same host as uri (hv1, host UUID %s)" % HV1_UUID in caught.value.msg
 
 
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_migrate_refuses_the_way_back_from_a_newer_qemu_before_anything_moves(world, check_mode):
+    """hv1 runs QEMU 10, so its guest got pc-i440fx-10.0 for 'pc'; hv2's QEMU 7.2 offers up to pc-i440fx-7.2."""
+    world.src.capabilities = QEMU10_CAPABILITIES
+    domain = guest(world)
+    with pytest.raises(InvalidOption) as caught:
+        _migration.migrate(options(), check_mode=check_mode)
+    assert (caught.value.option, caught.value.details["cause"]) == ("dest_uri", "incompatible_destination")
+    assert caught.value.msg == ("dest_uri: hv2 cannot run guest 'web1': it runs machine type pc-i440fx-10.0 (x86_64, kvm), "
+                                "and the newest pc-i440fx that hv2 offers is pc-i440fx-7.2. Nothing was moved: the guest "
+                                "is still running on hv1.")
+    assert domain.called("migrateToURI3") == 0 and domain.current_state() == "running" and domain.persistent
+    assert "web1" not in world.dest.domains
+
+
+@pytest.mark.parametrize("machine, dest_capabilities, offer", [
+    # The newest by version, not by text (pc-i440fx-9.2 sorts after pc-i440fx-10.0).
+    ("pc-i440fx-10.1", QEMU10_CAPABILITIES.replace(HV1_UUID, HV2_UUID), "the newest pc-i440fx that hv2 offers is pc-i440fx-10.0"),
+    ("microvm", HV2_CAPABILITIES, "hv2 offers no microvm machine type"),
+    # A host without KVM offers its machine types to TCG guests only.
+    ("pc", QEMU_CAPABILITIES.replace(HV1_UUID, HV2_UUID), "hv2 runs no x86_64 kvm guests"),
+])
+def test_migrate_says_what_the_destination_offers_instead(world, machine, dest_capabilities, offer):
+    world.dest.capabilities = dest_capabilities
+    domain = guest(world, machine=machine)
+    with pytest.raises(InvalidOption) as caught:
+        _migration.migrate(options())
+    assert caught.value.details["cause"] == "incompatible_destination"
+    assert ", and %s. Nothing was moved" % offer in caught.value.msg
+    assert domain.called("migrateToURI3") == 0
+
+
+@pytest.mark.parametrize("listed", ["as its own entry", "only as the canonical machine of an alias"])
+def test_migrate_moves_a_guest_whose_machine_type_the_destination_offers(world, listed):
+    """Both ends on QEMU 10; the destination may list pc-i440fx-10.0 only as what its 'pc' stands for."""
+    world.src.capabilities = QEMU10_CAPABILITIES
+    world.dest.capabilities = QEMU10_CAPABILITIES.replace(HV1_UUID, HV2_UUID)
+    if listed != "as its own entry":
+        world.dest.capabilities = world.dest.capabilities.replace("<machine maxCpus='255'>pc-i440fx-10.0</machine>", "")
+    guest(world, FakeJob(steps=3))
+    result = _migration.migrate(options())
+    assert result["changed"] and result["state"] == "running"
+    assert ET.fromstring(world.dest.domains["web1"].XMLDesc()).find("os/type").get("machine") == "pc-i440fx-10.0"
+
+
+def test_a_guest_from_an_older_qemu_keeps_its_machine_type_and_may_go_back(world):
+    """Started on QEMU 7.2 (hv1), the guest keeps pc-i440fx-7.2 on QEMU 10 (hv2), which hv1 offers: no refusal."""
+    world.dest.capabilities = QEMU10_CAPABILITIES.replace(HV1_UUID, HV2_UUID)
+    guest(world, FakeJob(steps=3))
+    _migration.migrate(options())
+    back = _migration.migrate(options(uri=DEST_URI, dest_uri=SRC_URI), check_mode=True)
+    assert back["changed"] and back["msg"] == "guest 'web1' would move from hv2 to hv1"
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_migrate_with_an_unreachable_destination_leaves_the_guest(world, monkeypatch, language):
     domain = guest(world)
@@ -852,6 +908,14 @@ def _libvirt_refuses(call, code, words):
 def test_the_fake_refuses_bad_migration_calls(world, dest_uri, typed, flags, code, words):
     domain = guest(world)
     _libvirt_refuses(lambda: domain.migrateToURI3(dest_uri, typed, flags), code, words)
+    assert domain.current_state() == "running" and "web1" not in world.dest.domains
+
+
+def test_the_fake_refuses_a_machine_type_the_destination_lacks(world):
+    world.src.capabilities = QEMU10_CAPABILITIES
+    domain = guest(world)
+    _libvirt_refuses(lambda: domain.migrateToURI3(DEST_URI, {}, BASE_FLAGS), "VIR_ERR_CONFIG_UNSUPPORTED",
+                     "does not support machine type 'pc-i440fx-10.0'")
     assert domain.current_state() == "running" and "web1" not in world.dest.domains
 
 

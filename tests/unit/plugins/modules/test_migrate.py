@@ -10,7 +10,7 @@ import libvirt
 import pytest
 
 from ansible_collections.arctictern.virt.plugins.modules import migrate
-from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import FakeAgent, libvirt_error
+from ansible_collections.arctictern.virt.tests.unit.fake_libvirt import QEMU10_CAPABILITIES, FakeAgent, libvirt_error
 from ansible_collections.arctictern.virt.tests.unit.plugins.module_utils._migration_fakes import (
     DEST_URI, FakeJob, add_migrating, migration_world)
 from ansible_collections.arctictern.virt.tests.unit.utils import AnsibleFailJson
@@ -94,6 +94,18 @@ def test_destination_that_is_the_source_host_is_refused(hosts, run_module):
     registry.connections["qemu+tcp://198.18.1.1/system"] = src
     result = fails(run_module, {"name": "web1", "dest_uri": "qemu+tcp://198.18.1.1/system"})
     assert result["msg"].startswith("dest_uri: 'qemu+tcp://198.18.1.1/system' reaches the same host as uri (hv1")
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_destination_without_the_guests_machine_type_is_refused_in_check_mode_too(hosts, run_module, check_mode):
+    src, dest, _registry = hosts
+    src.capabilities = QEMU10_CAPABILITIES
+    domain = src.add_guest()
+    result = fails(run_module, {"name": "web1", "dest_uri": DEST_URI}, check_mode=check_mode)
+    assert result["cause"] == "incompatible_destination"
+    assert result["msg"].startswith("dest_uri: hv2 cannot run guest 'web1': it runs machine type pc-i440fx-10.0 (x86_64, kvm), "
+                                    "and the newest pc-i440fx that hv2 offers is pc-i440fx-7.2.")
+    assert domain.called("migrateToURI3") == 0 and domain.current_state() == "running" and "web1" not in dest.domains
 
 
 def test_unreachable_destination_fails_with_the_cause(hosts, run_module):
