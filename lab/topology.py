@@ -75,12 +75,14 @@ def ssh_uri(address):
     return "qemu+ssh://root@%s/system?keyfile=%s&no_tty=1" % (address, SSH_KEY)
 
 
-# hv3 is the next generation, beside the others for the rolling-upgrade path; it is in none of the playbooks'
+# hv3 and hv4 are the next generation: hv1 <-> hv3 is the rolling-upgrade path, hv3 <-> hv4 migrations within the
+# new generation (what its health study compares with hv1 <-> hv2). They are in none of the playbooks'
 # groups (inventories/lab: next_generation, not hypervisors).
 HOSTS = (
     LabHost("hv1", lan_address="198.18.0.11", link_address="198.18.1.1"),
     LabHost("hv2", lan_address="198.18.0.12", link_address="198.18.1.2"),
     LabHost("hv3", lan_address="198.18.0.13", link_address="198.18.1.3", generation=DEBIAN13),
+    LabHost("hv4", lan_address="198.18.0.14", link_address="198.18.1.4", generation=DEBIAN13),
     LabHost("client", lan_address="198.18.0.100"),
 )
 HYPERVISORS = tuple(host for host in HOSTS if host.is_hypervisor)
