@@ -64,12 +64,31 @@ class Ansible:
         assert not result.get("failed"), result.get("msg", result)
         return result
 
-    def module_passes(self, host, module, cases, passes):
+    def module_passes(self, host, module, cases, passes, shards=1):
         """Run ``module`` on ``host`` over every case (a dict of module options) in one playbook, once per pass.
 
         ``passes`` is a list of (label, task keywords) run in order, e.g. ``[("predicted", {"check_mode": True,
         "diff": True}), ("applied", {})]``. Returns {label: [result, ...]} in case order; a failed call is a result
-        with ``failed``. One playbook instead of a call per case: Ansible's start-up is most of a module call."""
+        with ``failed``. One playbook instead of a call per case: Ansible's start-up is most of a module call.
+        With ``shards`` > 1 the cases are split into that many playbooks run side by side (cases that do not depend
+        on one another only: each shard keeps its own order)."""
+        size = -(-len(cases) // shards)
+        chunks = [cases[start:start + size] for start in range(0, len(cases), size)]
+        with tempfile.TemporaryDirectory() as tree:
+            runs = [self._start_passes(Path(tree) / str(index), host, module, chunk, passes)
+                    for index, chunk in enumerate(chunks)]
+            merged = {label: [] for label, _keywords in passes}
+            for proc, results_file in runs:
+                stdout, stderr = proc.communicate(timeout=1800)
+                if not results_file.exists():
+                    raise AssertionError("no results from %s: %s\n%s" % (module, stdout[-3000:], stderr[-2000:]))
+                for label, results in json.loads(results_file.read_text()).items():
+                    merged[label] += results
+            return merged
+
+    def _start_passes(self, tree, host, module, cases, passes):
+        """Start the playbook of module_passes for ``cases`` in directory ``tree``: (process, its results file)."""
+        tree.mkdir()
         options = sorted({option for case in cases for option in case})
         args = {option: "{{ item.%s | default(omit) }}" % option for option in options}
         tasks = []
@@ -80,29 +99,30 @@ class Ansible:
                                                             "extended": True}}
             task.update(keywords)
             tasks.append(task)
-        with tempfile.TemporaryDirectory() as tree:
-            results_file = Path(tree) / "results.json"
-            tasks.append({"name": "Keep the results", "ansible.builtin.copy": {
-                "content": "{{ {%s} | to_json }}" % ", ".join("'%s': %s.results" % (label, label) for label in labels),
-                "dest": str(results_file), "mode": "0600"}})
-            playbook = Path(tree) / "passes.yml"
-            playbook.write_text(json.dumps([{"name": "Run %s over every case" % module, "hosts": host,
-                                             "gather_facts": False, "tasks": tasks}]))
-            cases_file = Path(tree) / "cases.json"
-            cases_file.write_text(json.dumps({"cases": cases}))
-            proc = self.playbook(playbook, extra_vars="@%s" % cases_file)
-            if not results_file.exists():
-                raise AssertionError("no results from %s: %s\n%s" % (module, proc.stdout[-3000:], proc.stderr[-2000:]))
-            return json.loads(results_file.read_text())
+        results_file = tree / "results.json"
+        tasks.append({"name": "Keep the results", "ansible.builtin.copy": {
+            "content": "{{ {%s} | to_json }}" % ", ".join("'%s': %s.results" % (label, label) for label in labels),
+            "dest": str(results_file), "mode": "0600"}})
+        playbook = tree / "passes.yml"
+        playbook.write_text(json.dumps([{"name": "Run %s over every case" % module, "hosts": host,
+                                         "gather_facts": False, "tasks": tasks}]))
+        cases_file = tree / "cases.json"
+        cases_file.write_text(json.dumps({"cases": cases}))
+        return self._popen_playbook(playbook, extra_vars="@%s" % cases_file), results_file
 
     def playbook(self, playbook, extra_vars=None, check=False, skip_tags=()):
+        proc = self._popen_playbook(playbook, extra_vars, check, skip_tags)
+        stdout, stderr = proc.communicate(timeout=1800)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+    @staticmethod
+    def _popen_playbook(playbook, extra_vars=None, check=False, skip_tags=()):
         argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab"), str(playbook)]
         # A dict of variables, or "@file" naming a file of them.
         argv += ["-e", extra_vars if isinstance(extra_vars, str) else json.dumps(extra_vars)] if extra_vars else []
         argv += ["--check"] if check else []
         argv += ["--skip-tags", ",".join(skip_tags)] if skip_tags else []
-        return subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=1800,
-                              check=False)
+        return subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)

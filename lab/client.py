@@ -65,8 +65,12 @@ def _drain(sock, rtt):
     while True:
         try:
             data = sock.recv(64)
-        except (BlockingIOError, ConnectionRefusedError):
+        except BlockingIOError:
             return
+        except OSError:
+            # An ICMP error for an earlier datagram (port or host unreachable, e.g. while the guest's MAC moves
+            # during a long blackout): that answer is lost; the probe goes on.
+            continue
         seq, sent_at = struct.unpack("!Id", data[:12])
         if seq < len(rtt) and rtt[seq] is None:
             rtt[seq] = (time.monotonic() - sent_at) * 1000

@@ -12,7 +12,7 @@ import pytest
 
 from lab import lab as lab_control
 # client_http and run_in are re-exported for the tests.
-from lab.ansible import Ansible, client_http, hypervisors, run_in  # noqa: F401  pylint: disable=unused-import
+from lab.ansible import Ansible, client_http, hypervisors, run_in, where  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture(scope="session")
@@ -88,10 +88,9 @@ class Guests:
         self.created.remove((host, name))
 
     def cleanup(self):
-        everywhere = hypervisors(self.lab)
-        for host, name in self.created:
-            # A guest may have moved to any hypervisor since.
-            for hypervisor in everywhere if host in everywhere else (host,):
+        for _host, name in self.created:
+            # A guest may have moved to any hypervisor since: removed with the module where libvirt has it.
+            for hypervisor in where(self.lab, name):
                 self.ansible.module(hypervisor, "guest", name=name, state="absent")
 
 

@@ -30,8 +30,14 @@ def migrate_args(lab, name, source, dest):
                 migrate_uri="tcp://%s" % lab["hosts"][dest]["link_address"])
 
 
-def test_tcp_and_http_checks_pass_on_a_serving_guest(ansible, lab, guests):
-    vm = guest_snapshot(guests.boot("hv1", "t-vfy-%s" % os.urandom(3).hex()))
+@pytest.fixture(scope="module", name="vm")
+def fixture_vm(module_guests):
+    """One small guest for the next three tests, which run in file order: each starts where the one before left it."""
+    return guest_snapshot(module_guests.boot("hv1", "t-vfy-%s" % os.urandom(3).hex()))
+
+
+def test_tcp_and_http_checks_pass_on_a_serving_guest(ansible, lab, vm):
+    assert where(lab, vm["name"]) == {"hv1": "running"}
     result = ansible.module("hv1", "migrate", **migrate_args(lab, vm["name"], "hv1", "hv2"),
                             verify={"tcp": "%s:80" % vm["address"], "http": "http://%s/" % vm["address"], "timeout": 30})
     assert not result.get("failed"), result.get("msg")
@@ -43,24 +49,24 @@ def test_tcp_and_http_checks_pass_on_a_serving_guest(ansible, lab, guests):
     assert_alive(vm, "after a verified migration")
 
 
-def test_a_closed_port_makes_the_guest_unhealthy_where_it_runs(ansible, lab, guests):
-    vm = guest_snapshot(guests.boot("hv1", "t-vfy-%s" % os.urandom(3).hex()))
-    result = ansible.module("hv1", "migrate", **migrate_args(lab, vm["name"], "hv1", "hv2"),
+def test_a_closed_port_makes_the_guest_unhealthy_where_it_runs(ansible, lab, vm):
+    assert where(lab, vm["name"]) == {"hv2": "running"}
+    result = ansible.module("hv2", "migrate", **migrate_args(lab, vm["name"], "hv2", "hv1"),
                             verify={"tcp": "%s:81" % vm["address"], "timeout": 3})
     assert result.get("failed") and result["cause"] == "guest_unhealthy", result
     check = result["verify"]["tcp"]
     assert not check["passed"] and check["attempts"] >= 2 and "refused" in check["last_error"].lower(), check
     # Not moved back: the guest keeps running, unharmed, on the destination.
-    assert where(lab, vm["name"]) == {"hv2": "running"}
+    assert where(lab, vm["name"]) == {"hv1": "running"}
     assert_alive(vm, "after a failed check")
     # A second run finds the guest on the destination and checks again: still no success.
-    again = ansible.module("hv1", "migrate", **migrate_args(lab, vm["name"], "hv1", "hv2"),
+    again = ansible.module("hv2", "migrate", **migrate_args(lab, vm["name"], "hv2", "hv1"),
                            verify={"tcp": "%s:81" % vm["address"], "timeout": 2})
     assert again.get("failed") and again["cause"] == "guest_unhealthy", again
 
 
-def test_agent_check_needs_the_channel_before_anything_moves(ansible, lab, guests):
-    vm = guest_snapshot(guests.boot("hv1", "t-vfy-%s" % os.urandom(3).hex()))
+def test_agent_check_needs_the_channel_before_anything_moves(ansible, lab, vm):
+    assert where(lab, vm["name"]) == {"hv1": "running"}
     result = ansible.module("hv1", "migrate", **migrate_args(lab, vm["name"], "hv1", "hv2"), verify={"agent": True})
     assert result.get("failed"), result
     assert "verify.agent" in result["msg"] and "org.qemu.guest_agent.0" in result["msg"], result["msg"]

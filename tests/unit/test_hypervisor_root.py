@@ -63,7 +63,8 @@ def fixture_hypervisor(request, tmp_path):
     """A running libvirtd of the machine's or of the next generation in namespaces of the test's own, removed with
     everything in them even on failure."""
     root = hypervisor_root.ensure_hypervisor_root().path if request.param == "next" else Path("/")
-    host = ScratchHost("atvx-ng%d" % os.getpid(), lan_address=LINK_ADDRESS, link_address=LINK_ADDRESS,
+    # pylint reads the inherited dataclass fields wrongly here: every argument is given once, by keyword.
+    host = ScratchHost("atvx-ng%d" % os.getpid(), lan_address=LINK_ADDRESS, link_address=LINK_ADDRESS,  # pylint: disable=redundant-keyword-arg
                        scratch_dir=tmp_path)
     daemon = HypervisorDaemon(host, root=root)
     daemon.namespaces = HostNamespaces("/run/netns/%s" % host.netns, tmp_path / "ns", host.name)
