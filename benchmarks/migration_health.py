@@ -1,23 +1,26 @@
-"""Does a guest survive live migration with a lowered max_downtime? Counts the guests that stop serving.
+"""Does a guest survive live migration with these settings under client traffic? Counts the guests that break.
 
-    PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py [--rounds 24] [--downtimes 10,20,50,300]
+    PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py [--rounds 24]
+        [--quiet max_downtime=10] [--settings default,max_downtime=10,max_downtime=50,postcopy_first_pass]
         [--hosts hv1,hv2] [--generation LABEL]
     PYTHONPATH=.collections:. .venv/bin/python benchmarks/migration_health.py --from docs/results/<file>.json
         [--from <another generation's file>.json ...] [--check]
 
 A bridged TCG guest moves back and forth between two of the lab's hypervisors (--hosts; it boots on the first) with
-arctictern.virt.migrate, tuned as variant (c) of migration.py is (`max_downtime` as given, `timeout: 60` with
-`abort`). That happens once with the lowest limit and no traffic at all, then once for each limit with the client's
-probe sending the guest a UDP datagram every millisecond across each migration. The probe's length is set before
-each migration from the ones before (migration.ProbeLength; the quiet line comes first, so every probed migration
-has some before it). After each migration the client asks the guest's agent whether it still serves the same boot
-with its request counter going on; a guest that does not is counted as broken, the end of its serial console is
-kept, and it is power-cycled for the next round. Every round is recorded, whatever its outcome: a failed migration
-with its cause, a probe error, a probe that ended before the migration did.
+arctictern.virt.migrate, --rounds times per line. A line is a named setting (SETTINGS: the module's options beyond
+the guest and its destination) with or without traffic: first each of --quiet with no traffic at all, then each of
+--settings with the client's probe sending the guest a UDP datagram every millisecond across each migration. The
+probe's length is set before each migration from the ones before (migration.ProbeLength; the quiet lines come
+first, so with one the probed migrations all have some before them). After each migration the client asks the
+guest's agent whether it still serves the same boot with its request counter going on; a guest that does not is
+counted as broken, the end of its serial console is kept, and it is power-cycled for the next round. Every round
+is recorded, whatever its outcome: a failed migration with its cause, a probe error, a probe that ended before the
+migration did.
 
 Writes the raw rounds to docs/results/migration-health-<generation>-<date>.json, with each host's generation from
-the lab's state, and the table (one group of lines per generation label: the newest raw result of each under
-docs/results/) into docs/performance.md. The label is the hosts' generation, both joined by "+" when they differ
+the lab's state and each line's settings name, label and the exact options it passed, and the table (one group of
+lines per generation label: the newest raw result of each under docs/results/; each setting's options in a note
+under it) into docs/performance.md. The label is the hosts' generation, both joined by "+" when they differ
 (hv1,hv3: debian12+debian13), unless --generation names another. --from writes the table from the raw results named
 instead, without the lab; --check then writes nothing and fails when the doc differs (a table edited by hand).
 """
@@ -34,28 +37,51 @@ import time
 from pathlib import Path
 
 from benchmarks.migration import (
-    DOC, FIRST_GUESS_S, HYPERVISORS, LEAD_S, PROBE_FACTOR, PROBE_MARGIN_S, RAW_DIR, Bench, Probe, ProbeLength, _fmt,
-    cite, failures_text, log, tuned_options, write_blocks)
+    DOC, FIRST_GUESS_S, HYPERVISORS, LEAD_S, PROBE_FACTOR, PROBE_MARGIN_S, RAW_DIR, TUNED_TIMEOUT, Bench, Probe,
+    ProbeLength, _fmt, cite, failures_text, log, tuned_options, write_blocks)
 from lab import lab as lab_control
 from lab.ansible import Ansible, hypervisors
 
 BEGIN, END = "<!-- migration-health:begin -->", "<!-- migration-health:end -->"
 GUEST = "bench-health"
 RAW_PATTERN = "migration-health-*.json"
-# What a round keeps of the module's outcome (migration.Bench.module_migrate) and of its probe.
-ROUND_FIELDS = ("ok", "cause", "error", "command_ms", "call_ms", "probe_s", "probe_error", "traffic_covered")
+# What a round keeps of the module's outcome (migration.Bench.module_migrate; mode: whether post-copy ran) and of
+# its probe.
+ROUND_FIELDS = ("ok", "cause", "error", "mode", "command_ms", "call_ms", "probe_s", "probe_error", "traffic_covered")
+# The settings a line migrates with: name -> (label, arctictern.virt.migrate options beyond the guest and its
+# destination). max_downtime=<ms> is one more, parsed from its name (migrated_with).
+SETTINGS = {
+    "default": ("the module's defaults", {}),
+    "postcopy_first_pass": ("post-copy once the first full pass is done",
+                            {"mode": "auto", "postcopy_after_iterations": 1, "timeout": TUNED_TIMEOUT}),
+    "multifd2": ("memory over two connections (multifd)", {"parallel_connections": 2, "timeout": TUNED_TIMEOUT}),
+}
+MAX_DOWNTIME = "max_downtime="
+# The default run: 5 lines of 24 rounds.
+DEFAULT_QUIET, DEFAULT_TRAFFIC = "max_downtime=10", "default,max_downtime=10,max_downtime=50,postcopy_first_pass"
 
 
-def migrate_once(bench, address, route, downtime, probe_length):
-    """One migration of the guest; with a ``probe_length``, the client's probe runs across it. The outcome says
-    whether the probe failed or ended before the migration did."""
+def migrated_with(name):
+    """(label, options) of the named settings; ValueError listing the choices for a name that is none of them."""
+    if name in SETTINGS:
+        return SETTINGS[name]
+    milliseconds = name.removeprefix(MAX_DOWNTIME)
+    if name.startswith(MAX_DOWNTIME) and milliseconds.isdecimal() and int(milliseconds) > 0:
+        return "this downtime limit, as variant (c) of migration.py", tuned_options(int(milliseconds))
+    choices = ", ".join("'%s'" % choice for choice in (*SETTINGS, MAX_DOWNTIME + "<ms above 0>"))
+    raise ValueError("invalid choice: '%s' (choose from %s)" % (name, choices))
+
+
+def migrate_once(bench, address, route, options, probe_length):
+    """One migration of the guest with the module's ``options``; with a ``probe_length``, the client's probe runs
+    across it. The outcome says whether the probe failed or ended before the migration did."""
     if probe_length is None:
-        return bench.module_migrate(GUEST, *route, **tuned_options(downtime))
+        return bench.module_migrate(GUEST, *route, **options)
     seconds = probe_length.seconds()
     probe = Probe(bench.state, address, seconds)
     try:
         time.sleep(LEAD_S)
-        outcome = bench.module_migrate(GUEST, *route, **tuned_options(downtime))
+        outcome = bench.module_migrate(GUEST, *route, **options)
         ended = time.monotonic()
         trace = probe.result()  # the probe ends before the guest is checked and the next round starts
     finally:
@@ -80,19 +106,19 @@ def round_cause(record):
 
 
 def migrate_rounds(bench, address, line, rounds, probe_length):
-    """``rounds`` migrations back and forth for one line (its ``max_downtime`` and ``traffic``), appended to
+    """``rounds`` migrations back and forth for one line (its ``options`` and ``traffic``), appended to
     ``line["rounds"]`` as they happen; ``probe_length`` learns from every one."""
     previous = bench.guest_answer(GUEST, address)[0]
     for number in range(1, rounds + 1):
         route = bench.route(GUEST)
-        outcome = migrate_once(bench, address, route, line["max_downtime"], probe_length if line["traffic"] else None)
+        outcome = migrate_once(bench, address, route, line["options"], probe_length if line["traffic"] else None)
         probe_length.saw(outcome)
         previous, problem, serial = bench.check_serving(GUEST, address, previous)
         record = {"round": number, "source": route[0], "dest": route[1], "problem": problem, "serial": serial}
         record.update({key: outcome.get(key) for key in ROUND_FIELDS})
         line["rounds"].append(record)
-        log("  max_downtime %d ms, %s, round %d %s->%s: %s" % (
-            line["max_downtime"], "traffic" if line["traffic"] else "quiet", number, route[0], route[1],
+        log("  %s, %s, round %d %s->%s: %s" % (
+            line["settings"], "traffic" if line["traffic"] else "quiet", number, route[0], route[1],
             problem or round_cause(record) or "healthy"))
 
 
@@ -102,9 +128,16 @@ def migrate_rounds(bench, address, line, rounds, probe_length):
 def line_row(generation, line):
     rounds = line["rounds"]
     traffic = "yes" if line["traffic"] else "none"
-    return "| %s | %d ms | %s | %d | %d | %s |" % (
-        generation, line["max_downtime"], traffic, len(rounds), sum(1 for record in rounds if record["problem"]),
+    return "| %s | `%s` | %s | %d | %d | %s |" % (
+        generation, line["settings"], traffic, len(rounds), sum(1 for record in rounds if record["problem"]),
         failures_text(round_cause(record) for record in rounds))
+
+
+def settings_note(line):
+    """The note under the table that says what a line's settings name stands for."""
+    options = ", ".join("%s: %s" % (key, value if isinstance(value, str) else json.dumps(value))
+                        for key, value in line["options"].items())
+    return "- `%s`: %s (%s)." % (line["settings"], line["label"], "`%s`" % options if options else "no options")
 
 
 def source_line(results, raw_name):
@@ -123,10 +156,18 @@ def render_block(raws):
     names = " ".join("--from %s" % name for name, _results in raws)
     lines = ["Generated by `benchmarks/migration_health.py %s`: edit the script, not this block." % names, ""]
     lines += [source_line(results, name) for name, results in raws]
-    lines += ["", "| generation | `max_downtime` | client traffic (UDP datagram every ms) | migrations | guests broken | "
+    lines += ["", "| generation | settings | client traffic (UDP datagram every ms) | migrations | guests broken | "
                   "failed or not fully probed (causes) |",
-              "| --- | ---: | --- | ---: | ---: | --- |"]
-    lines += [line_row(results["generation"], line) for _name, results in raws for line in results["lines"]]
+              "| --- | --- | --- | ---: | ---: | --- |"]
+    table_lines = [(results["generation"], line) for _name, results in raws for line in results["lines"]]
+    lines += [line_row(generation, line) for generation, line in table_lines]
+    # One note per name, from the first line with it: the names are the script's, their options stay the same.
+    notes = {}
+    for _generation, line in table_lines:
+        notes.setdefault(line["settings"], settings_note(line))
+    lines += ["", "Settings: what each name passed to `arctictern.virt.migrate` beyond the guest and its destination "
+                  "(`name`, `dest_uri`, `migrate_uri`):"]
+    lines += notes.values()
     return "\n".join(lines)
 
 
@@ -172,7 +213,6 @@ def generation_label(generations):
 
 def measure(args):
     """Run every line; the raw result's path (written however the run ends)."""
-    downtimes = [int(value) for value in args.downtimes.split(",")]
     address = "198.18.0.%d" % int(os.environ.get("ATV_TEST_ADDRESSES", "236-239").split("-")[0])
     started = datetime.datetime.now()
     state = lab_control.read_state() or lab_control.up(log=log)
@@ -190,8 +230,7 @@ def measure(args):
     bench.remove(GUEST)
     try:
         bench.boot(args.hosts[0], GUEST, address)
-        for downtime, traffic in [(min(downtimes), False)] + [(downtime, True) for downtime in downtimes]:
-            line = {"max_downtime": downtime, "traffic": traffic, "rounds": []}
+        for line in planned_lines(args):
             results["lines"].append(line)
             migrate_rounds(bench, address, line, args.rounds, probe_length)
     except BaseException as error:
@@ -207,6 +246,27 @@ def measure(args):
     return raw
 
 
+def planned_lines(args):
+    """The lines to run, in order: each of --quiet without traffic, then each of --settings with traffic."""
+    lines = []
+    for names, traffic in ((args.quiet, False), (args.settings, True)):
+        for name in names:
+            label, options = migrated_with(name)
+            lines.append({"settings": name, "label": label, "options": dict(options), "traffic": traffic, "rounds": []})
+    return lines
+
+
+def settings_names(text):
+    """A --settings or --quiet value: names of SETTINGS or max_downtime=<ms>, comma-separated; "" for none."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        try:
+            migrated_with(name)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
 def two_hosts(text):
     """The --hosts value: two different hypervisors, comma-separated."""
     hosts = tuple(name.strip() for name in text.split(","))
@@ -218,7 +278,12 @@ def two_hosts(text):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="benchmarks/migration_health.py", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=24, help="migrations per line of the table")
-    parser.add_argument("--downtimes", default="10,20,50,300", help="max_downtime values in ms, comma-separated")
+    parser.add_argument("--quiet", type=settings_names, default=DEFAULT_QUIET,
+                        help="settings of the lines without traffic, run first, comma-separated; '' for none "
+                             "(default: %s; choices: %s, max_downtime=<ms>)" % (DEFAULT_QUIET, ", ".join(SETTINGS)))
+    parser.add_argument("--settings", type=settings_names, default=DEFAULT_TRAFFIC,
+                        help="settings of the lines with client traffic, in this order, comma-separated "
+                             "(default: %s)" % DEFAULT_TRAFFIC)
     parser.add_argument("--hosts", type=two_hosts, default=HYPERVISORS,
                         help="the two hypervisors the guest moves between, comma-separated; it boots on the first "
                              "(default: %s)" % ",".join(HYPERVISORS))
@@ -234,6 +299,8 @@ def parse_args(argv):
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.check and not args.raws:
         parser.error("--check needs --from")
+    if not args.raws and not args.quiet + args.settings:
+        parser.error("--settings and --quiet are both empty: no line to run")
     return args
 
 
