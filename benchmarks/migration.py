@@ -448,12 +448,12 @@ class QemuEvents:
         while True:
             libvirt.virEventRunDefaultImpl()
 
-    def __init__(self, state, name):
-        self.state, self.name, self.events, self.callbacks = state, name, [], []
+    def __init__(self, state, name, hosts):
+        self.state, self.name, self.hosts, self.events, self.callbacks = state, name, hosts, [], []
         self.offset = time.time() - time.monotonic()
 
     def __enter__(self):
-        for host in HYPERVISORS:
+        for host in self.hosts:
             conn = None
             try:
                 conn = libvirt.open(self.state["hosts"][host]["uri"])
@@ -526,7 +526,7 @@ def migrate_probed(bench, address, name, route, migrate, probe_seconds):
     """Run ``migrate()`` while the client probes for ``probe_seconds``: its outcome with what the probe saw, or
     with ``probe_error`` when the probe gave nothing (the migration is made and counted all the same)."""
     source, dest = route
-    with QemuEvents(bench.state, name) as events:
+    with QemuEvents(bench.state, name, route) as events:
         probe = Probe(bench.state, address, probe_seconds)
         try:
             time.sleep(LEAD_S)

@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.migration import (
-    DOC, FIRST_GUESS_S, HYPERVISORS, LEAD_S, PROBE_FACTOR, PROBE_MARGIN_S, RAW_DIR, TUNED_TIMEOUT, Bench, Probe,
-    ProbeLength, _fmt, cite, failures_text, log, tuned_options, write_blocks)
+    DOC, FIRST_GUESS_S, HYPERVISORS, LEAD_S, PROBE_FACTOR, PROBE_MARGIN_S, RAW_DIR, TUNED_TIMEOUT, Bench,
+    ProbeLength, QemuEvents, _fmt, blackout_of, cite, failures_text, figure_cell, log, migrate_probed, tuned_options,
+    write_blocks)
 from lab import lab as lab_control
 from lab.ansible import Ansible, hypervisors
 
@@ -46,8 +47,10 @@ BEGIN, END = "<!-- migration-health:begin -->", "<!-- migration-health:end -->"
 GUEST = "bench-health"
 RAW_PATTERN = "migration-health-*.json"
 # What a round keeps of the module's outcome (migration.Bench.module_migrate; mode: whether post-copy ran) and of
-# its probe.
-ROUND_FIELDS = ("ok", "cause", "error", "mode", "command_ms", "call_ms", "probe_s", "probe_error", "traffic_covered")
+# what its probe saw (migration.observe: the client's blackout, its parts from QEMU's events, whether the probe
+# outlasted the migration).
+ROUND_FIELDS = ("ok", "cause", "error", "mode", "command_ms", "call_ms", "probe_s", "probe_error", "covered",
+                "blackout_ms", "lost", "parts")
 # The settings a line migrates with: name -> (label, arctictern.virt.migrate options beyond the guest and its
 # destination). max_downtime=<ms> is one more, parsed from its name (migrated_with).
 SETTINGS = {
@@ -55,6 +58,7 @@ SETTINGS = {
     "postcopy_first_pass": ("post-copy once the first full pass is done",
                             {"mode": "auto", "postcopy_after_iterations": 1, "timeout": TUNED_TIMEOUT}),
     "multifd2": ("memory over two connections (multifd)", {"parallel_connections": 2, "timeout": TUNED_TIMEOUT}),
+    "low_blackout": ("the module's profile, as its users name it", {"profile": "low_blackout"}),
 }
 MAX_DOWNTIME = "max_downtime="
 # The default run: 5 lines of 24 rounds.
@@ -74,24 +78,11 @@ def migrated_with(name):
 
 def migrate_once(bench, address, route, options, probe_length):
     """One migration of the guest with the module's ``options``; with a ``probe_length``, the client's probe runs
-    across it. The outcome says whether the probe failed or ended before the migration did."""
+    across it and the outcome has what it saw, measured as migration.py measures its variants."""
+    migrate = functools.partial(bench.module_migrate, GUEST, *route, **options)
     if probe_length is None:
-        return bench.module_migrate(GUEST, *route, **options)
-    seconds = probe_length.seconds()
-    probe = Probe(bench.state, address, seconds)
-    try:
-        time.sleep(LEAD_S)
-        outcome = bench.module_migrate(GUEST, *route, **options)
-        ended = time.monotonic()
-        trace = probe.result()  # the probe ends before the guest is checked and the next round starts
-    finally:
-        probe.kill()
-    outcome["probe_s"] = seconds
-    if trace is None:
-        outcome["probe_error"] = probe.error
-    else:
-        outcome["traffic_covered"] = ended <= trace["start_monotonic"] + trace["sent_s"][-1]
-    return outcome
+        return migrate()
+    return migrate_probed(bench, address, GUEST, route, migrate, probe_length.seconds())
 
 
 def round_cause(record):
@@ -100,7 +91,8 @@ def round_cause(record):
         return record["cause"] or "failed"
     if record.get("probe_error"):
         return "probe error"
-    if record.get("traffic_covered") is False:
+    # Runs before blackouts were recorded named it traffic_covered.
+    if record.get("covered", record.get("traffic_covered")) is False:
         return "traffic ended before the migration"
     return None
 
@@ -128,9 +120,14 @@ def migrate_rounds(bench, address, line, rounds, probe_length):
 def line_row(generation, line):
     rounds = line["rounds"]
     traffic = "yes" if line["traffic"] else "none"
-    return "| %s | `%s` | %s | %d | %d | %s |" % (
+    # A blackout counts from a clean round whose probe recorded one (runs before blackouts were kept have none).
+    clean = [record for record in rounds if not round_cause(record) and "blackout_ms" in record]
+    blackouts = [blackout_of(record) for record in clean]
+    paused = [record["parts"].get("paused_ms") for record in clean if record.get("parts")]
+    return "| %s | `%s` | %s | %d | %d | %s | %s | %s | %s |" % (
         generation, line["settings"], traffic, len(rounds), sum(1 for record in rounds if record["problem"]),
-        failures_text(round_cause(record) for record in rounds))
+        failures_text(round_cause(record) for record in rounds), figure_cell(blackouts, 50),
+        figure_cell(blackouts, 95), figure_cell(paused, 50))
 
 
 def settings_note(line):
@@ -157,8 +154,8 @@ def render_block(raws):
     lines = ["Generated by `benchmarks/migration_health.py %s`: edit the script, not this block." % names, ""]
     lines += [source_line(results, name) for name, results in raws]
     lines += ["", "| generation | settings | client traffic (UDP datagram every ms) | migrations | guests broken | "
-                  "failed or not fully probed (causes) |",
-              "| --- | --- | --- | ---: | ---: | --- |"]
+                  "failed or not fully probed (causes) | client blackout median ms | p95 ms | guest paused (QEMU) median ms |",
+              "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     table_lines = [(results["generation"], line) for _name, results in raws for line in results["lines"]]
     lines += [line_row(generation, line) for generation, line in table_lines]
     # One note per name, from the first line with it: the names are the script's, their options stay the same.
@@ -215,6 +212,7 @@ def measure(args):
     """Run every line; the raw result's path (written however the run ends)."""
     address = "198.18.0.%d" % int(os.environ.get("ATV_TEST_ADDRESSES", "236-239").split("-")[0])
     started = datetime.datetime.now()
+    QemuEvents.start_loop()
     state = lab_control.read_state() or lab_control.up(log=log)
     generations = host_generations(state, args.hosts)
     generation = args.generation or generation_label(generations)
