@@ -604,6 +604,8 @@ class FakeConnection(_Faulty):
         self.closed = 0
         # Host facts: memory (MiB), what getDomainCapabilities reports, host interfaces (name -> libvirt type).
         self.memory_mib, self.free_memory_mib = 64000, 31000
+        # The hypervisor's version as getVersion gives it: QEMU 7.2.0.
+        self.hypervisor_version = 7002000
         self.cpu_modes = dict(CPU_MODES)
         self.cpu_models = {virt_type: dict(models) for virt_type, models in CPU_MODELS.items()}
         self.interfaces = {}
@@ -696,7 +698,7 @@ class FakeConnection(_Faulty):
         return 9000000
 
     def getVersion(self):  # noqa: N802
-        return 7002000
+        return self.hypervisor_version
 
     def getInfo(self):  # noqa: N802
         """[arch, memory MiB, CPUs, MHz, NUMA nodes, sockets, cores, threads], as the Python binding returns it."""

@@ -658,6 +658,52 @@ def test_migrate_refuses_the_way_back_from_a_newer_qemu_before_anything_moves(wo
     assert "web1" not in world.dest.domains
 
 
+def test_low_blackout_sets_its_downtime_limit_on_qemu_10(world):
+    world.src.hypervisor_version = world.dest.hypervisor_version = 10000013
+    job = FakeJob(steps=3)
+    guest(world, job)
+    result = _migration.migrate(options(profile="low_blackout"))
+    assert job.max_downtime == [10] and result["plan"]["max_downtime"] == 10
+    assert result["changed"] and "web1" in world.dest.domains
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("older", ["src", "dest"])
+def test_low_blackout_is_refused_before_anything_moves_on_an_older_qemu(world, older, check_mode):
+    world.src.hypervisor_version = world.dest.hypervisor_version = 10000013
+    getattr(world, older).hypervisor_version = 7002022
+    domain = guest(world)
+    with pytest.raises(InvalidOption) as caught:
+        _migration.migrate(options(profile="low_blackout"), check_mode=check_mode)
+    host = {"src": "hv1", "dest": "hv2"}[older]
+    assert caught.value.msg == ("profile: low_blackout needs QEMU 10.0 or newer on both hosts, and %s runs QEMU 7.2.22: on "
+                                "older QEMU its settings broke guests (docs/performance.md). Nothing was moved." % host)
+    assert domain.called("migrateToURI3") == 0 and domain.current_state() == "running"
+    assert "web1" not in world.dest.domains
+
+
+def test_low_blackout_and_max_downtime_are_one_or_the_other():
+    with pytest.raises(InvalidOption, match=r"^max_downtime: cannot be combined with profile=low_blackout, which sets it \(10 ms\)$"):
+        options(profile="low_blackout", max_downtime=50)
+
+
+def test_low_blackout_sets_a_timeout_unless_the_task_gives_one():
+    assert (options(profile="low_blackout").max_downtime, options(profile="low_blackout").timeout) == (10, 60.0)
+    assert options(profile="low_blackout", timeout=300).timeout == 300
+    # The task the options write (benchmarks and playbooks pass it on) gives the same options again.
+    task = options(profile="low_blackout").module_args()
+    assert task == {"name": "web1", "dest_uri": DEST_URI, "profile": "low_blackout"}
+    assert options(**task) == options(profile="low_blackout")
+    assert options(profile="low_blackout", timeout=300).module_args()["timeout"] == 300
+
+
+def test_the_default_profile_leaves_the_downtime_limit_alone(world):
+    job = FakeJob(steps=3)
+    guest(world, job)
+    result = _migration.migrate(options())
+    assert job.max_downtime == [] and "max_downtime" not in result["plan"]
+
+
 @pytest.mark.parametrize("machine, dest_capabilities, offer", [
     # The newest by version, not by text (pc-i440fx-9.2 sorts after pc-i440fx-10.0).
     ("pc-i440fx-10.1", QEMU10_CAPABILITIES.replace(HV1_UUID, HV2_UUID), "the newest pc-i440fx that hv2 offers is pc-i440fx-10.0"),
