@@ -235,7 +235,10 @@ def up(log=print):
             "remote_client": REMOTE_CLIENT.address,
         },
     }
-    STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
+    # Whole or not at all: Ansible reads the file at every task (inventories/lab), maybe while another up() runs.
+    written = STATE_FILE.with_suffix(".new")
+    written.write_text(json.dumps(state, indent=2) + "\n")
+    written.replace(STATE_FILE)
     log("lab up in %.1fs: %s, guests run under %s" % (
         time.monotonic() - started, ", ".join(host.name for host in HOSTS),
         "KVM" if virt_type == "kvm" else "QEMU TCG (no usable KVM here)"))
@@ -246,6 +249,13 @@ def _daemon_root(hypervisor, log):
     """Where a hypervisor's libvirtd and QEMU come from: the machine's packages, or for the next generation the root
     lab.hypervisor_root builds (once; then from its cache)."""
     return ensure_hypervisor_root(log).path if hypervisor.generation == DEBIAN13 else "/"
+
+
+def hypervisor_daemon(name):
+    """The libvirtd of lab hypervisor ``name`` as up() runs it (from the root the lab's state records for it): to
+    kill and start again."""
+    hypervisor = next(candidate for candidate in HYPERVISORS if candidate.name == name)
+    return HypervisorDaemon(hypervisor, root=read_state()["hosts"][name]["daemon_root"])
 
 
 def _daemon_versions(hypervisor):
@@ -295,6 +305,7 @@ def _describe(host):
         "ssh_uri": host.ssh_uri if daemon else None,
         "daemon_pid": daemon.pid() if daemon else None,
         "generation": host.generation if daemon else None,
+        "daemon_root": str(_daemon_root(host, log=lambda *_args: None)) if daemon else None,
         "versions": _daemon_versions(host) if daemon else None,
         "enter": enter,
         "python": _write_interpreter(host, enter, inside),

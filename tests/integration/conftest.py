@@ -13,6 +13,7 @@ import pytest
 from lab import lab as lab_control
 # client_http and run_in are re-exported for the tests.
 from lab.ansible import Ansible, client_http, hypervisors, run_in, where  # noqa: F401  pylint: disable=unused-import
+from lab.topology import DEBIAN12, DEBIAN13
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,19 @@ def lan(lab, ansible):  # pylint: disable=redefined-outer-name
     for host in hypervisors(lab):
         ansible.ok(host, "host_bridge", name="br0", uplink="eth0")
     return {"bridge": "br0", "prefix": 24, "hosts": lab["hosts"]}
+
+
+# Each hypervisor generation's two hosts, which migrate to each other: (first, other).
+PAIRS = {DEBIAN12: ("hv1", "hv2"), DEBIAN13: ("hv3", "hv4")}
+
+
+@pytest.fixture(scope="module", params=list(PAIRS))
+def pair(request, lab):  # pylint: disable=redefined-outer-name
+    """One generation's two hypervisors, (first, other). Module-scoped, so pytest runs a module's tests that use it in
+    file order on debian12, then all again on debian13; fixtures built on it are built once per generation."""
+    hosts = PAIRS[request.param]
+    assert {lab["hosts"][name]["generation"] for name in hosts} == {request.param}, "lab.json gives these hosts another generation"
+    return hosts
 
 
 @pytest.fixture
@@ -104,6 +118,14 @@ def guests(ansible, lan, lab):  # pylint: disable=redefined-outer-name,unused-ar
 @pytest.fixture(scope="module")
 def module_guests(ansible, lan, lab):  # pylint: disable=redefined-outer-name,unused-argument
     """Like ``guests``, for guests that several tests of one module share (booting is slow: boot few)."""
+    tracker = Guests(ansible, lab)
+    yield tracker
+    tracker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def pair_guests(ansible, lan, lab, pair):  # pylint: disable=redefined-outer-name,unused-argument
+    """Like ``module_guests``, for one generation's run of a module: its guests go when that run ends."""
     tracker = Guests(ansible, lab)
     yield tracker
     tracker.cleanup()
