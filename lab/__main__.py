@@ -8,6 +8,7 @@ import sys
 
 from lab import lab
 from lab.debian_image import ensure_debian_image
+from lab.hypervisor_root import ensure_hypervisor_root
 from lab.image import ensure_image
 
 
@@ -20,8 +21,10 @@ def main(argv=None):
     elif args.action == "down":
         lab.down()
     elif args.action == "image":
+        # Everything up builds once and caches: the guest image, the Debian guests' image, the next generation's root.
         print(ensure_image())
         print(ensure_debian_image())
+        print(ensure_hypervisor_root().path)
     else:
         state = lab.read_state()
         print(json.dumps(state, indent=2) if state else "lab is down")

@@ -122,10 +122,10 @@ options:
       - A named set of settings whose effect on guests was measured under client traffic in the collection's lab
         (C(benchmarks/migration_health.py), C(docs/performance.md)).
       - V(default) sets nothing beyond the other options (QEMU's own downtime limit, 300 ms).
-      - V(low_blackout) sets O(max_downtime) to 10 ms and, unless the task gives one, O(timeout) to 60 s (with
-        O(timeout_action)): a shorter pause of the guest at the switch-over, and a job that does not converge within
-        a minute is aborted, the guest still on the source. It needs QEMU 10.0 or newer on both hosts and is refused
-        before anything moves on older QEMU.
+      - V(low_blackout) sets O(max_downtime) to 10 ms for a shorter pause of the guest at the switch-over and,
+        unless the task gives one, O(timeout) to 60 s, so that a job that does not converge within a minute meets
+        O(timeout_action) (by default aborted, the guest still on the source). It needs QEMU 10.0 or newer on both
+        hosts and is refused before anything moves on older QEMU.
       - Measured in the lab under TCG with a UDP datagram every millisecond (run
         C(docs/results/migration-health-debian13-100-20261207-1859.json)) on QEMU 10.0, 100 migrations each, no guest
         broken with either, the client's median blackout was 312 ms with V(low_blackout) and 444 ms with V(default).

@@ -51,13 +51,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """/ok 200, /moved 302 (to /nowhere, which is not followed), anything else 503."""
 
     def do_GET(self):  # noqa: N802 - http.server's name
+        # Recorded before the answer: the client may look at ``paths`` as soon as it has the answer.
+        self.server.paths.append(self.path)
         status = {"/ok": 200, "/moved": 302}.get(self.path, 503)
         self.send_response(status)
         if status == 302:
             self.send_header("Location", "/nowhere")
         self.send_header("Content-Length", "0")
         self.end_headers()
-        self.server.paths.append(self.path)
 
     def log_message(self, *args):
         pass
