@@ -29,6 +29,7 @@ from lab.topology import (
     MIGRATION_BRIDGE, MIGRATION_SWITCH, NETNS_PREFIX, NS_DIR, OUTSIDE_HOSTS, REMOTE_CLIENT, ROUTER, SITE_BRIDGE,
     SITE_GATEWAY_MAC, SITES, STATE_DIR, SWITCH, WAN_PREFIX, WAN_SUPERNET, ssh_uri,
 )
+from lab.topology import host as topology_host
 from lab.web import WebServer
 
 STATE_FILE = STATE_DIR / "lab.json"
@@ -203,8 +204,10 @@ def up(log=print):
     build_network()
     wan = build_wan()
     ssh.prepare(HYPERVISORS)
+    roots = {}
     for hypervisor in HYPERVISORS:
         daemon = HypervisorDaemon(hypervisor, root=_daemon_root(hypervisor, log))
+        roots[hypervisor.name] = daemon.root
         daemon.prepare()
         for service in (daemon, ssh.SSHDaemon(hypervisor)):
             if service.start():
@@ -224,7 +227,7 @@ def up(log=print):
         "debian": {"kernel": str(image.kernel), "initrd": str(debian.initrd), "disk": str(debian.disk),
                    "key": str(debian.key)},
         "web": {"url": LAB_WEB_URL},
-        "hosts": {host.name: _describe(host) for host in HOSTS + OUTSIDE_HOSTS},
+        "hosts": {host.name: _describe(host, roots.get(host.name)) for host in HOSTS + OUTSIDE_HOSTS},
         "wan": {
             "sites": {site.hypervisor: {"site": site.name, "subnet": site.subnet, "gateway": site.gateway,
                                         "wan_address": site.wan_address, "bridge": SITE_BRIDGE,
@@ -254,8 +257,7 @@ def _daemon_root(hypervisor, log):
 def hypervisor_daemon(name):
     """The libvirtd of lab hypervisor ``name`` as up() runs it (from the root the lab's state records for it): to
     kill and start again."""
-    hypervisor = next(candidate for candidate in HYPERVISORS if candidate.name == name)
-    return HypervisorDaemon(hypervisor, root=read_state()["hosts"][name]["daemon_root"])
+    return HypervisorDaemon(topology_host(name), root=read_state()["hosts"][name]["daemon_root"])
 
 
 def _daemon_versions(hypervisor):
@@ -286,7 +288,8 @@ def _write_interpreter(host, enter, inside):
     return str(path)
 
 
-def _describe(host):
+def _describe(host, daemon_root):
+    """What lab.json says of ``host``; ``daemon_root``: the root its daemon runs from (hypervisors only)."""
     daemon = HypervisorDaemon(host) if host.is_hypervisor else None
     # Hypervisors: the host's network, mount and UTS namespaces; other hosts have only a network namespace.
     if daemon:
@@ -305,7 +308,7 @@ def _describe(host):
         "ssh_uri": host.ssh_uri if daemon else None,
         "daemon_pid": daemon.pid() if daemon else None,
         "generation": host.generation if daemon else None,
-        "daemon_root": str(_daemon_root(host, log=lambda *_args: None)) if daemon else None,
+        "daemon_root": str(daemon_root) if daemon else None,
         "versions": _daemon_versions(host) if daemon else None,
         "enter": enter,
         "python": _write_interpreter(host, enter, inside),

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.arctictern.virt.plugins.module_utils import _libvirt, _verify
 from ansible_collections.arctictern.virt.plugins.module_utils._errors import ConnectionFailed, InvalidOption, VirtError
-from ansible_collections.arctictern.virt.plugins.module_utils._facts import guest_arches
+from ansible_collections.arctictern.virt.plugins.module_utils._facts import _version, guest_arches
 from ansible_collections.arctictern.virt.plugins.module_utils._libvirt import libvirt
 from ansible_collections.arctictern.virt.plugins.module_utils._module import LIBVIRT_ARGUMENT_SPEC
 from ansible_collections.arctictern.virt.plugins.module_utils._validate import is_local_uri
@@ -364,9 +364,8 @@ def require_profile_qemu(profile, ends):
     for conn, identity in ends:
         hypervisor = _libvirt.call("reading the hypervisor type of '%s'" % identity["uri"], conn.getType)
         version = _libvirt.call("reading the hypervisor version of '%s'" % identity["uri"], conn.getVersion)
-        major, minor = version // 1000000, version // 1000 % 1000
-        if hypervisor != "QEMU" or (major, minor) < oldest:
-            runs = "QEMU %d.%d.%d" % (major, minor, version % 1000) if hypervisor == "QEMU" else hypervisor
+        if hypervisor != "QEMU" or (version // 1000000, version // 1000 % 1000) < oldest:
+            runs = "QEMU %s" % _version(version) if hypervisor == "QEMU" else hypervisor
             raise InvalidOption("profile", "%s needs QEMU %d.%d or newer on both hosts, and %s runs %s: on older QEMU its "
                                 "settings broke guests (docs/performance.md). Nothing was moved."
                                 % (profile, oldest[0], oldest[1], identity["hostname"], runs))
